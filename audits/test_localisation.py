@@ -1,0 +1,43 @@
+"""Localisation: does each method's map point at the labelled object?
+
+Per method, over all audited images: the pointing game (Zhang et al. 2016), the energy-based
+pointing game / relevance mass (Wang et al. 2020), relevance rank accuracy (Arras et al.
+2022), and the energy's ratio over chance (a mask covering 20 % of the image gets 0.2 energy
+from a random map: the raw energy alone cannot be compared across image sets).
+"""
+
+import pytest
+
+from fixtures.audit_fixtures import require
+from heatcheck.metrics.base import direction_of
+from heatcheck.metrics.localisation import (
+    energy_pointing_game,
+    pointing_game,
+    ratio_over_chance,
+    relevance_rank_accuracy,
+)
+
+pytestmark = pytest.mark.heatcheck_audit
+
+
+def _scores(metric, maps, images, settings):
+    if metric is pointing_game:
+        return pointing_game(maps, images.masks, tolerance=settings.pointing_tolerance)
+    return metric(maps, images.masks)
+
+
+@pytest.mark.parametrize("metric", [pointing_game, energy_pointing_game, relevance_rank_accuracy],
+                         ids=lambda m: m.__name__)
+def test_localisation(metric, method, audit_maps, audit_images, map_provider, settings, gate):
+    require(map_provider.unavailable(method), gate, "localisation", metric.__name__, method)
+    scores = _scores(metric, audit_maps[method], audit_images, settings)
+    gate.check("localisation", metric.__name__, method, float(scores.mean()),
+               direction=direction_of(metric), per_image=scores, ids=audit_images.ids)
+
+
+def test_energy_over_chance(method, audit_maps, audit_images, map_provider, gate):
+    require(map_provider.unavailable(method), gate, "localisation", "energy_ratio_over_chance", method)
+    scores = energy_pointing_game(audit_maps[method], audit_images.masks)
+    gate.check("localisation", "energy_ratio_over_chance", method,
+               ratio_over_chance(scores, audit_images.masks), direction="higher",
+               per_image=scores / audit_images.masks.mean(axis=(1, 2)), ids=audit_images.ids)

@@ -1,0 +1,58 @@
+"""The reference engine: tf-keras-vis, called as the seed notebook calls it.
+
+Kept for anyone who wants the library's own numbers (``--engine tf-keras-vis``) and as the
+oracle the compiled engine is tested against. Each visualizer is built once, on the audit
+model's private logits copy, so ``clone=False`` mutates nothing of the user's.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+from heatcheck.explain.postprocess import normalise_per_image
+
+
+class ReferenceEngine:
+    """Saliency, SmoothGrad, Grad-CAM and Grad-CAM++ through tf-keras-vis."""
+
+    name = "tf-keras-vis"
+
+    def __init__(self, logits_model: Any, conv_layer: str | None) -> None:
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+        from tf_keras_vis.saliency import Saliency
+
+        # tf-keras-vis silently caps SmoothGrad samples with this variable (its own CI sets 3).
+        if "TF_KERAS_VIS_MAX_STEPS" in os.environ:
+            raise RuntimeError("TF_KERAS_VIS_MAX_STEPS is set: tf-keras-vis would silently cap "
+                               "SmoothGrad samples; unset it for an audit")
+        self.conv_layer = conv_layer
+        self.saliency = Saliency(logits_model, clone=False)
+        self.gradcam = Gradcam(logits_model, clone=False) if conv_layer else None
+        self.gradcampp = GradcamPlusPlus(logits_model, clone=False) if conv_layer else None
+        self.passes = 0
+
+    def explain(self, method: str, x: np.ndarray, labels: np.ndarray, *, normalise: bool,
+                smooth_samples: int = 20, smooth_noise: float = 0.2, seed: int = 0) -> np.ndarray:
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        score = CategoricalScore([int(v) for v in labels])
+        if method in ("saliency", "smoothgrad"):
+            samples = smooth_samples if method == "smoothgrad" else 0
+            # tf-keras-vis draws SmoothGrad noise from the global numpy generator.
+            np.random.seed(seed)  # noqa: NPY002 -- tf-keras-vis reads the legacy global generator
+            maps = self.saliency(score, x, smooth_samples=samples, smooth_noise=smooth_noise,
+                                 normalize_map=False)
+            self.passes += len(x) * max(samples, 1)
+        else:
+            visualizer = self.gradcam if method == "gradcam" else self.gradcampp
+            if visualizer is None:
+                raise ValueError(f"{method} needs a conv layer and the model has none")
+            maps = visualizer(score, x, penultimate_layer=self.conv_layer,
+                              seek_penultimate_conv_layer=False, normalize_cam=False)
+            self.passes += len(x)
+        maps = np.asarray(maps, np.float32)
+        return normalise_per_image(maps) if normalise else maps

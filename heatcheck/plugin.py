@@ -1,0 +1,217 @@
+"""The pytest plugin: options, the session's Settings and ResultStore, and the report hook.
+
+Nothing here imports TensorFlow: `pytest --help` and collection stay fast.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+import heatcheck
+from heatcheck.results import ResultStore
+from heatcheck.settings import (
+    ENGINES,
+    METHODS,
+    PROFILES,
+    Settings,
+    SettingsError,
+    build_thresholds,
+    parse_methods,
+    read_pyproject,
+)
+
+SETTINGS_KEY = pytest.StashKey[Settings]()
+STORE_KEY = pytest.StashKey[ResultStore]()
+START_KEY = pytest.StashKey[float]()
+AUDIT_ITEMS_KEY = pytest.StashKey[list[str]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("heatcheck", "heatcheck model audits")
+    add = group.addoption
+    add("--model", dest="hc_model", default=None,
+        help="model to audit: bench:clean|bench:shortcut|bench:random-labels, or a .keras/.h5 path")
+    add("--images", dest="hc_images", default=None,
+        help="labelled images: bench or bench:N (built-in)")
+    add("--methods", dest="hc_methods", default=None,
+        help=f"comma-separated methods: {','.join(METHODS)}, controls edges,noise")
+    add("--layer", dest="hc_layer", default=None, help="conv layer for Grad-CAM(++) (default: last conv)")
+    add("--profile", dest="hc_profile", default=None, choices=sorted(PROFILES),
+        help="budget profile: smoke, ci (default), full")
+    add("--seed", dest="hc_seed", default=None, type=int, help="seed for every random draw (default 0)")
+    add("--report-dir", dest="hc_report_dir", default=None, help="where results.json and index.html go")
+    add("--only-correct", dest="hc_only_correct", action="store_true", default=None,
+        help="audit maps only on images the model classifies correctly")
+    add("--top-k", dest="hc_top_k", default=None, type=int,
+        help="label consistency: the label must be in the model's top-k (default 1)")
+    add("--threshold", dest="hc_thresholds", action="append", default=[], metavar="METRIC[.METHOD]=VALUE",
+        help="override a threshold from [tool.heatcheck.thresholds]; repeatable")
+    add("--engine", dest="hc_engine", default=None, choices=ENGINES,
+        help="attribution engine: compiled (default) or tf-keras-vis (the reference)")
+    add("--batch-size", dest="hc_batch_size", default=None, type=int, help="images per model call")
+    add("--unsafe-model", dest="hc_unsafe_model", action="store_true", default=None,
+        help="load model files with Keras safe mode off (only for files you trust)")
+
+
+def _pyproject(config: pytest.Config) -> Path | None:
+    if config.inipath is not None and config.inipath.name == "pyproject.toml":
+        return config.inipath
+    candidate = config.rootpath / "pyproject.toml"
+    return candidate if candidate.is_file() else None
+
+
+def build_settings(config: pytest.Config) -> Settings:
+    """Settings from [tool.heatcheck], overridden by the command line."""
+    table = read_pyproject(_pyproject(config))
+
+    def pick(option: str, key: str, default: object) -> object:
+        value = config.getoption(option)
+        return value if value is not None else table.get(key, default)
+
+    base = Settings()
+    profile_name = str(pick("hc_profile", "profile", "ci"))
+    if profile_name not in PROFILES:
+        raise SettingsError(f"profile '{profile_name}' unknown; choose from {', '.join(PROFILES)}")
+    methods = pick("hc_methods", "methods", ",".join(base.methods))
+    report_dir = Path(str(pick("hc_report_dir", "report_dir", "reports")))
+    return Settings(
+        model=str(pick("hc_model", "model", base.model)),
+        images=str(pick("hc_images", "images", base.images)),
+        methods=parse_methods(methods if isinstance(methods, str) else ",".join(methods)),  # type: ignore[arg-type]
+        layer=pick("hc_layer", "layer", None),  # type: ignore[arg-type]
+        profile=PROFILES[profile_name],
+        seed=int(pick("hc_seed", "seed", base.seed)),  # type: ignore[call-overload]
+        report_dir=report_dir if report_dir.is_absolute() else config.rootpath / report_dir,
+        only_correct=bool(pick("hc_only_correct", "only_correct", False)),
+        top_k=int(pick("hc_top_k", "top_k", 1)),  # type: ignore[call-overload]
+        smooth_noise=float(table.get("smooth_noise", base.smooth_noise)),
+        pointing_tolerance=int(table.get("pointing_tolerance", base.pointing_tolerance)),
+        batch_size=int(pick("hc_batch_size", "batch_size", base.batch_size)),  # type: ignore[call-overload]
+        engine=str(pick("hc_engine", "engine", base.engine)),
+        unsafe_model=bool(pick("hc_unsafe_model", "unsafe_model", False)),
+        thresholds=build_thresholds(table.get("thresholds", {}), config.getoption("hc_thresholds")),
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # TensorFlow's C++ start-up logs drown the test output; set before TensorFlow is imported.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        settings = build_settings(config)
+    except SettingsError as exc:
+        raise pytest.UsageError(f"heatcheck: {exc}") from None
+    config.stash[SETTINGS_KEY] = settings
+    config.addinivalue_line("markers", "heatcheck_audit: a model audit whose outcome goes in the report")
+    config.addinivalue_line("markers", "heatcheck_first: runs before every other audit")
+    config.stash[STORE_KEY] = ResultStore()
+    config.stash[START_KEY] = time.perf_counter()
+    config.stash[AUDIT_ITEMS_KEY] = []
+    config.pluginmanager.register(AuditSession(config), "heatcheck-session")
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    s = config.stash[SETTINGS_KEY]
+    return [f"heatcheck {heatcheck.__version__}: profile={s.profile.name} model={s.model} "
+            f"images={s.images} methods={','.join(s.methods)} engine={s.engine} seed={s.seed}"]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """One test per audit × method: every test that takes ``method`` runs for each chosen one."""
+    if "method" in metafunc.fixturenames:
+        methods = metafunc.config.stash[SETTINGS_KEY].methods
+        metafunc.parametrize("method", methods, ids=list(methods))
+
+
+def _is_audit(item: pytest.Item) -> bool:
+    return item.get_closest_marker("heatcheck_audit") is not None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Label consistency runs before any map audit: an auditor must know first when a map
+    # explains a class the model does not predict.
+    items.sort(key=lambda it: 0 if it.get_closest_marker("heatcheck_first") else 1)
+    config.stash[AUDIT_ITEMS_KEY] = [it.nodeid for it in items if _is_audit(it)]
+
+
+def _git_commit(root: Path) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip() if out.returncode == 0 else "unknown"
+
+
+def environment(config: pytest.Config) -> dict[str, object]:
+    """Versions and provenance for results.json; TensorFlow only if the session imported it."""
+    settings = config.stash[SETTINGS_KEY]
+    env: dict[str, object] = {
+        "heatcheck": heatcheck.__version__, "python": sys.version.split()[0],
+        "seed": settings.seed, "profile": settings.profile.name, "engine": settings.engine,
+        "git_commit": _git_commit(config.rootpath),
+        "started_utc": datetime.fromtimestamp(time.time() - (time.perf_counter() - config.stash[START_KEY]),
+                                              UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "wall_s": round(time.perf_counter() - config.stash[START_KEY], 2),
+        "TF_KERAS_VIS_MAX_STEPS": os.environ.get("TF_KERAS_VIS_MAX_STEPS"),
+    }
+    for module, key in (("tensorflow", "tensorflow"), ("keras", "keras"), ("tf_keras_vis", "tf_keras_vis")):
+        mod = sys.modules.get(module)
+        env[key] = getattr(mod, "__version__", "not loaded") if mod else "not loaded"
+    return env
+
+
+class AuditSession:
+    """Per-session hooks that need the config: outcome bookkeeping and writing the report."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.store = config.stash[STORE_KEY]
+        self.settings = config.stash[SETTINGS_KEY]
+        self.done: set[str] = set()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.nodeid not in self.config.stash[AUDIT_ITEMS_KEY]:
+            return
+        if report.when == "teardown":
+            self.done.add(report.nodeid)
+        if report.failed and (report.when != "call" or not self._recorded_failure(report.nodeid)):
+            message = str(report.longrepr).strip().splitlines()[-1] if report.longrepr else "error"
+            self.store.errors.append({"test": report.nodeid, "when": report.when, "message": message[:500]})
+
+    def _recorded_failure(self, nodeid: str) -> bool:
+        """A failed call whose check was recorded is a failed check, not an error."""
+        return any(c.details.get("test") == nodeid and c.status == "failed" for c in self.store.checks)
+
+    def pytest_keyboard_interrupt(self) -> None:
+        self.store.interrupted = True
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        audit_items = self.config.stash[AUDIT_ITEMS_KEY]
+        if not audit_items:
+            return  # the project's own tests: no audit ran, no report
+        self.store.not_run = [nodeid for nodeid in audit_items if nodeid not in self.done]
+        self.store.environment = {**environment(self.config), **self.store.environment}
+        self.store.write(self.settings.report_dir)
+        from heatcheck.report import write_report
+
+        write_report(self.settings.report_dir)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        # Printed after pytest's own summary so that the run ends with the verdict and the path.
+        terminalreporter = config.pluginmanager.get_plugin("terminalreporter")
+        if terminalreporter is None or not self.config.stash[AUDIT_ITEMS_KEY]:
+            return
+        s = self.store.summary()
+        verdict = self.store.verdict().upper()
+        terminalreporter.write_line(
+            f"heatcheck verdict: {verdict} ({s['passed']} passed, {s['failed']} failed, "
+            f"{s['skipped']} skipped, {s['errors']} errors) — report: "
+            f"{self.settings.report_dir / 'index.html'}",
+            bold=True, red=verdict != "PASS", green=verdict == "PASS")

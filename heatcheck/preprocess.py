@@ -1,0 +1,49 @@
+"""Input preprocessing by name: what the model expects, from RGB pixels in 0–255."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+# Per-channel ImageNet statistics, as keras.applications uses them.
+_IMAGENET_MEAN_BGR = np.array([103.939, 116.779, 123.68], np.float32)
+_TORCH_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
+_TORCH_STD = np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def raw(pixels: np.ndarray) -> np.ndarray:
+    """Float RGB in 0–255: the Keras convention for models that carry their own Rescaling."""
+    return np.asarray(pixels, np.float32)
+
+
+def unit(pixels: np.ndarray) -> np.ndarray:
+    """Float RGB in 0–1."""
+    return np.asarray(pixels, np.float32) / 255.0
+
+
+def caffe(pixels: np.ndarray) -> np.ndarray:
+    """BGR with the ImageNet mean subtracted (VGG16/19, ResNet50)."""
+    return np.asarray(pixels, np.float32)[..., ::-1] - _IMAGENET_MEAN_BGR
+
+
+def tf(pixels: np.ndarray) -> np.ndarray:
+    """RGB scaled to −1..1 (MobileNetV2, InceptionV3)."""
+    return np.asarray(pixels, np.float32) / 127.5 - 1.0
+
+
+def torch(pixels: np.ndarray) -> np.ndarray:
+    """RGB in 0–1 standardised with the ImageNet mean and std (DenseNet)."""
+    return (np.asarray(pixels, np.float32) / 255.0 - _TORCH_MEAN) / _TORCH_STD
+
+
+PREPROCESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "raw": raw, "unit": unit, "caffe": caffe, "tf": tf, "torch": torch,
+}
+
+
+def get(name: str) -> Callable[[np.ndarray], np.ndarray]:
+    try:
+        return PREPROCESSORS[name]
+    except KeyError:
+        raise ValueError(f"--preprocess {name}: unknown; choose from {', '.join(PREPROCESSORS)}") from None

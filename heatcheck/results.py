@@ -1,0 +1,120 @@
+"""The ResultStore: every number behind every verdict, written as results.json ("heatcheck/1")."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA = "heatcheck/1"
+
+
+def _finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN: a number that is not finite is written as null."""
+    if value is None:
+        return None
+    value = float(value)
+    return round(value, 6) if math.isfinite(value) else None
+
+
+@dataclass
+class Check:
+    """One gated number: an audit × metric × method, its value, threshold and verdict."""
+
+    audit: str
+    metric: str
+    method: str | None
+    value: float | None
+    threshold: float | None
+    direction: str
+    passed: bool | None
+    status: str  # "passed" | "failed" | "skipped"
+    reason: str | None = None
+    per_image: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    threshold_source: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "audit": self.audit, "metric": self.metric, "method": self.method,
+            "value": _finite_or_none(self.value), "threshold": self.threshold,
+            "direction": self.direction, "passed": self.passed, "status": self.status,
+            "reason": self.reason, "threshold_source": self.threshold_source,
+            "per_image": {k: _finite_or_none(v) for k, v in self.per_image.items()},
+            "details": self.details,
+        }
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        # mkstemp creates 0600; a report is meant to be read by others (CI artefacts, auditors).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class ResultStore:
+    """Collects a session's results; the plugin writes them at session end."""
+
+    model: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, Any] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    checks: list[Check] = field(default_factory=list)
+    errors: list[dict[str, str]] = field(default_factory=list)
+    not_run: list[str] = field(default_factory=list)
+    passes: dict[str, int] = field(default_factory=dict)
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    interrupted: bool = False
+
+    def add(self, check: Check) -> Check:
+        self.checks.append(check)
+        return check
+
+    def verdict(self) -> str:
+        if self.interrupted or self.not_run:
+            return "incomplete"
+        failed = any(c.status == "failed" for c in self.checks)
+        return "fail" if failed or self.errors else "pass"
+
+    def summary(self) -> dict[str, int]:
+        counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": len(self.errors)}
+        for c in self.checks:
+            counts[c.status] += 1
+        return counts
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA, "verdict": self.verdict(),
+            "status": "incomplete" if self.verdict() == "incomplete" else "complete",
+            "model": self.model, "images": self.images, "environment": self.environment,
+            "checks": [c.to_json() for c in self.checks], "summary": self.summary(),
+            "errors": self.errors, "not_run": self.not_run, "passes": self.passes,
+        }
+
+    def write(self, report_dir: Path) -> Path:
+        """Write results.json (and maps.npz for the report's galleries) atomically."""
+        path = report_dir / "results.json"
+        atomic_write(path, (json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n").encode())
+        if self.arrays:
+            import io
+
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, **self.arrays)  # type: ignore[arg-type]
+            atomic_write(report_dir / "maps.npz", buffer.getvalue())
+        return path

@@ -1,0 +1,133 @@
+"""Settings: one frozen dataclass built once per session from pyproject and the command line."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+# The methods users type, in the order reports show them.
+METHODS = ("saliency", "smoothgrad", "gradcam", "gradcampp")
+# Controls exist to show what failing looks like: they ignore the model (edges) or everything.
+CONTROLS = ("edges", "noise")
+ENGINES = ("compiled", "tf-keras-vis")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named budget: how much work each audit may do (cf. Hypothesis settings profiles)."""
+
+    name: str
+    bench_images: int  # images for the bare `bench` spec
+    smooth_samples: int
+    sanity_images: int
+    stability_images: int
+    hypothesis_examples: int
+
+
+PROFILES = {
+    "smoke": Profile("smoke", bench_images=8, smooth_samples=5, sanity_images=2,
+                     stability_images=2, hypothesis_examples=5),
+    # The seed's SmoothGrad settings (20 samples, noise 0.2) from `ci` upwards.
+    "ci": Profile("ci", bench_images=64, smooth_samples=20, sanity_images=4,
+                  stability_images=4, hypothesis_examples=10),
+    "full": Profile("full", bench_images=200, smooth_samples=20, sanity_images=16,
+                    stability_images=16, hypothesis_examples=50),
+}
+
+
+class SettingsError(ValueError):
+    """A setting that cannot be used; the message names the setting and the fix."""
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Gate thresholds: per metric a default plus per-method overrides, with where each came from."""
+
+    values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    source: Mapping[str, str] = field(default_factory=dict)
+
+    def get(self, metric: str, method: str | None = None) -> float:
+        table = self.values.get(metric)
+        if table is None:
+            raise SettingsError(f"no threshold for '{metric}' in [tool.heatcheck.thresholds] "
+                                f"or --threshold")
+        if method is not None and method in table:
+            return float(table[method])
+        if "default" not in table:
+            raise SettingsError(f"no threshold for '{metric}.{method}' and no '{metric}.default'")
+        return float(table["default"])
+
+    def source_of(self, metric: str, method: str | None = None) -> str:
+        key = f"{metric}.{method}" if method else metric
+        return self.source.get(key, self.source.get(metric, "pyproject"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an audit run needs to know, fixed for the session."""
+
+    model: str = "bench:clean"
+    images: str = "bench"
+    methods: tuple[str, ...] = METHODS
+    layer: str | None = None
+    profile: Profile = PROFILES["ci"]
+    seed: int = 0
+    report_dir: Path = Path("reports")
+    only_correct: bool = False
+    top_k: int = 1
+    smooth_noise: float = 0.2
+    pointing_tolerance: int = 0
+    batch_size: int = 32
+    engine: str = "compiled"
+    unsafe_model: bool = False
+    thresholds: Thresholds = field(default_factory=Thresholds)
+
+    @property
+    def smooth_samples(self) -> int:
+        return self.profile.smooth_samples
+
+
+def read_pyproject(path: Path | None) -> dict[str, Any]:
+    """The ``[tool.heatcheck]`` table of a pyproject.toml (empty when there is none)."""
+    if path is None or not path.is_file():
+        return {}
+    with path.open("rb") as f:
+        table = tomllib.load(f).get("tool", {}).get("heatcheck", {})
+    return dict(table)
+
+
+def parse_methods(text: str) -> tuple[str, ...]:
+    names = tuple(m.strip().lower() for m in text.split(",") if m.strip())
+    unknown = [m for m in names if m not in METHODS + CONTROLS]
+    if unknown or not names:
+        raise SettingsError(f"--methods: unknown method {', '.join(unknown) or '(none)'}; "
+                            f"choose from {', '.join(METHODS + CONTROLS)}")
+    return names
+
+
+def build_thresholds(table: Mapping[str, Any], overrides: list[str]) -> Thresholds:
+    """Thresholds from pyproject's table, then ``--threshold metric[.method]=value`` overrides."""
+    values: dict[str, dict[str, float]] = {}
+    source: dict[str, str] = {}
+    for metric, spec in table.items():
+        values[metric] = dict(spec) if isinstance(spec, Mapping) else {"default": float(spec)}
+        for method in values[metric]:
+            source[metric if method == "default" else f"{metric}.{method}"] = "pyproject"
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        metric, _, method = key.strip().partition(".")
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"--threshold {item!r}: expected metric[.method]=number") from None
+        if not sep or metric not in values:
+            raise SettingsError(f"--threshold {item!r}: unknown metric '{metric}'; known: "
+                                f"{', '.join(sorted(values))}")
+        values[metric][method or "default"] = value
+        source[key.strip()] = "command line"
+    frozen = {k: MappingProxyType(v) for k, v in values.items()}
+    return Thresholds(MappingProxyType(frozen), MappingProxyType(source))
