@@ -32,7 +32,8 @@ class Gate:
         __tracebackhide__ = True
         key = threshold_key or metric
         threshold = self.settings.thresholds.get(key, method)
-        passed = bool(np.isfinite(value)) and (value >= threshold if direction == "higher" else value <= threshold)
+        meets = value >= threshold if direction == "higher" else value <= threshold
+        passed = bool(np.isfinite(value)) and bool(meets)
         scores = {} if per_image is None else {i: float(v) for i, v in zip(ids, per_image, strict=True)}
         check = self.store.add(Check(
             audit=audit, metric=metric, method=method, value=float(value), threshold=threshold,

@@ -160,6 +160,7 @@ def environment(config: pytest.Config) -> dict[str, object]:
                                               UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "wall_s": round(time.perf_counter() - config.stash[START_KEY], 2),
         "TF_KERAS_VIS_MAX_STEPS": os.environ.get("TF_KERAS_VIS_MAX_STEPS"),
+        "thresholds_source": dict(settings.thresholds.source),
     }
     for module, key in (("tensorflow", "tensorflow"), ("keras", "keras"), ("tf_keras_vis", "tf_keras_vis")):
         mod = sys.modules.get(module)

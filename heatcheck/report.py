@@ -1,0 +1,530 @@
+"""Build the self-contained HTML report (``index.html``) from results.json-shaped data.
+
+The report reads plain data only (the results dict and, optionally, the arrays of
+``maps.npz``), never live models or pytest objects, so ``python -m heatcheck.report reports/``
+rebuilds a page from files alone. Anything may be missing from an older or partial run:
+each section then shows "unknown" or a note instead of failing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import numpy as np
+
+from heatcheck import figures
+
+TEMPLATE = "report.html.j2"
+# The order in which methods appear in the gallery (controls last: they show what failing is).
+METHOD_ORDER = ("saliency", "smoothgrad", "gradcam", "gradcampp", "edges", "noise")
+VERDICT_CSS = {"pass": "pass", "fail": "fail", "incomplete": "incomplete"}
+UNKNOWN = "unknown"
+WORST_SHOWN = 5
+CLASS_NAMES_SHOWN = 20
+
+Row = tuple[str, str]
+
+
+# --------------------------------------------------------------------------- small helpers
+def fmt(value: Any) -> str:
+    """Text for one value in the page: 4 significant digits for floats, "—" for None."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float | np.floating):
+        return "NaN" if math.isnan(value) else f"{float(value):.4g}"
+    if isinstance(value, list | tuple):
+        return ", ".join(fmt(v) for v in value)
+    if isinstance(value, Mapping):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    # A section may be absent or null in results from an older run: treat it as empty.
+    return value if isinstance(value, Mapping) else {}
+
+
+def _sequence(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list | tuple) else []
+
+
+def _number(value: Any) -> float | None:
+    """A finite float, or None for anything else (None, NaN, strings, booleans)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _mean(values: Iterable[Any]) -> float | None:
+    numbers = [n for n in (_number(v) for v in values) if n is not None]
+    return sum(numbers) / len(numbers) if numbers else None
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def check_status(check: Mapping[str, Any]) -> str:
+    """"passed", "failed" or "skipped"; older results only carry ``passed`` (None = skipped).
+
+    Any other recorded status (an error) counts as failed: the page must not hide it.
+    """
+    status = check.get("status")
+    if status is None:
+        passed = check.get("passed")
+        return "passed" if passed is True else "failed" if passed is False else "skipped"
+    return status if status in ("passed", "skipped") else "failed"
+
+
+def _checks(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [c for c in _sequence(results.get("checks")) if isinstance(c, Mapping)]
+
+
+# --------------------------------------------------------------------------- header sections
+def _counts(results: Mapping[str, Any]) -> dict[str, int]:
+    summary = _mapping(results.get("summary"))
+    statuses = [check_status(c) for c in _checks(results)]
+    return {key: summary[key] if isinstance(summary.get(key), int) else statuses.count(key)
+            for key in ("passed", "failed", "skipped")}
+
+
+def verdict(results: Mapping[str, Any]) -> str:
+    """The recorded verdict, or one derived from the checks when an older run has none.
+
+    A recorded "pass" with tests that did not run is shown as "incomplete": a page must never
+    call a partial run a pass.
+    """
+    incomplete = results.get("status") == "incomplete" or bool(_sequence(results.get("not_run")))
+    recorded = results.get("verdict")
+    if isinstance(recorded, str) and recorded:
+        return "incomplete" if recorded.lower() == "pass" and incomplete else recorded.lower()
+    counts = _counts(results)
+    if counts["failed"]:
+        return "fail"
+    return "incomplete" if incomplete or not counts["passed"] else "pass"
+
+
+def _model_rows(model: Mapping[str, Any]) -> list[Row]:
+    names = _sequence(model.get("class_names"))
+    shown = fmt(names[:CLASS_NAMES_SHOWN]) + (f" … ({len(names)} in all)"
+                                               if len(names) > CLASS_NAMES_SHOWN else "")
+    shape = model.get("input_shape")
+    rows = [
+        ("spec", fmt(model.get("spec", UNKNOWN))),
+        ("sha256", fmt(model.get("sha256") or UNKNOWN)),
+        ("input shape", " × ".join(map(str, shape)) if isinstance(shape, list) else UNKNOWN),
+        ("classes", fmt(model.get("num_classes", UNKNOWN))),
+        ("class names", shown if names else UNKNOWN),
+    ]
+    rows += [(key.replace("_", " "), fmt(model.get(key, UNKNOWN)))
+             for key in ("device", "conv_layer", "preprocess")]
+    known = {"spec", "sha256", "input_shape", "num_classes", "class_names", "device",
+             "conv_layer", "preprocess"}
+    return rows + [(key, fmt(value)) for key, value in model.items() if key not in known]
+
+
+def _image_set(images: Mapping[str, Any]) -> dict[str, Any]:
+    rejected = []
+    for entry in _sequence(images.get("rejected")):
+        # Older runs may have recorded a bare reason string per rejected row.
+        row = entry if isinstance(entry, Mapping) else {"reason": entry}
+        rejected.append({key: fmt(row.get(key, UNKNOWN)) for key in ("id", "source", "reason")})
+    rows = [("spec", fmt(images.get("spec", UNKNOWN))), ("count", fmt(images.get("count", UNKNOWN))),
+            ("rejected", str(len(rejected)))]
+    return {"rows": rows, "rejected": rejected}
+
+
+def _environment(environment: Mapping[str, Any]) -> dict[str, list[Row]]:
+    sources = _mapping(environment.get("thresholds_source"))
+    return {
+        "rows": [(key, fmt(value)) for key, value in environment.items()
+                 if key != "thresholds_source"],
+        "thresholds": [(key, fmt(value)) for key, value in sorted(sources.items())],
+    }
+
+
+# --------------------------------------------------------------------------- checks
+def _check_row(check: Mapping[str, Any]) -> dict[str, Any]:
+    value, threshold = check.get("value"), check.get("threshold")
+    return {
+        "audit": fmt(check.get("audit", UNKNOWN)), "metric": fmt(check.get("metric", UNKNOWN)),
+        "method": fmt(check.get("method", UNKNOWN)),
+        "value": fmt(value), "value_key": _sort_key(value),
+        "threshold": fmt(threshold), "threshold_key": _sort_key(threshold),
+        "direction": fmt(check.get("direction")), "status": check_status(check),
+        "reason": fmt(check.get("reason") or "no reason recorded"),
+    }
+
+
+def _sort_key(value: Any) -> str:
+    number = _number(value)
+    return "" if number is None else repr(number)
+
+
+def check_tables(checks: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(checks that ran, failing first then passed; checks that were skipped)."""
+    rows = [_check_row(c) for c in checks]
+    ran = [r for r in rows if r["status"] == "failed"] + [r for r in rows if r["status"] == "passed"]
+    return ran, [r for r in rows if r["status"] == "skipped"]
+
+
+def label_mismatches(items: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Images whose label disagrees with the model's prediction, most confident first (a
+    confident disagreement is the likeliest sign of a wrong label)."""
+    wrong = [i for i in items if i.get("correct") is False or (
+        "correct" not in i and "predicted" in i and i.get("label") != i.get("predicted"))]
+    wrong.sort(key=lambda i: -(_number(i.get("confidence")) or 0.0))
+    return [{"id": fmt(i.get("id", UNKNOWN)),
+             "label": fmt(i.get("label_name", i.get("label", UNKNOWN))),
+             "predicted": fmt(i.get("predicted_name", i.get("predicted", UNKNOWN))),
+             "confidence": fmt(i.get("confidence"))} for i in wrong]
+
+
+# --------------------------------------------------------------------------- localisation
+def class_of(item: Mapping[str, Any], class_names: Sequence[Any]) -> str:
+    """The class name of an image record: its label_name, else the model's name for its label."""
+    if item.get("label_name") is not None:
+        return str(item["label_name"])
+    label = item.get("label")
+    if isinstance(label, int) and 0 <= label < len(class_names):
+        return str(class_names[label])
+    return UNKNOWN if label is None else str(label)
+
+
+def _worst(per_image: Mapping[str, Any], direction: Any) -> list[Row]:
+    scored = [(key, n) for key, n in ((k, _number(v)) for k, v in per_image.items()) if n is not None]
+    scored.sort(key=lambda pair: pair[1], reverse=direction == "lower")
+    return [(str(key), fmt(value)) for key, value in scored[:WORST_SHOWN]]
+
+
+def localisation(checks: Sequence[Mapping[str, Any]], classes_by_id: Mapping[str, str],
+                 class_order: Sequence[str]) -> list[dict[str, Any]]:
+    """Per metric, one row per method: value, per-class means of per_image and worst images."""
+    tables: dict[str, dict[str, Any]] = {}
+    for check in checks:
+        if check.get("audit") != "localisation" or check_status(check) == "skipped":
+            continue
+        per_image = _mapping(check.get("per_image"))
+        by_class: dict[str, list[Any]] = {}
+        for image_id, score in per_image.items():
+            by_class.setdefault(classes_by_id.get(str(image_id), UNKNOWN), []).append(score)
+        table = tables.setdefault(fmt(check.get("metric", UNKNOWN)), {"rows": [], "classes": set()})
+        table["classes"].update(by_class)
+        table["rows"].append({"row": _check_row(check),
+                              "by_class": {c: _mean(v) for c, v in by_class.items()},
+                              "worst": _worst(per_image, check.get("direction"))})
+    return [_localisation_table(metric, table, class_order) for metric, table in tables.items()]
+
+
+def _localisation_table(metric: str, table: dict[str, Any], class_order: Sequence[str]) -> dict[str, Any]:
+    present = table["classes"]
+    classes = [c for c in class_order if c in present] + sorted(present - set(class_order))
+    rows = [{**r["row"], "class_means": [fmt(r["by_class"].get(c)) for c in classes], "worst": r["worst"]}
+            for r in table["rows"]]
+    return {"metric": metric, "classes": classes, "rows": rows}
+
+
+# --------------------------------------------------------------------------- arrays
+def ids_of(arrays: Mapping[str, np.ndarray]) -> list[str]:
+    """Image ids as str, whether saved as unicode or bytes."""
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in np.asarray(arrays["ids"]).tolist()]
+
+
+def method_keys(arrays: Mapping[str, np.ndarray], prefix: str) -> list[str]:
+    """Methods with a ``prefix/<method>`` array, in METHOD_ORDER, then any others by name."""
+    methods = [key[len(prefix) + 1:] for key in arrays if key.startswith(prefix + "/")]
+    rank = {method: place for place, method in enumerate(METHOD_ORDER)}
+    return sorted(methods, key=lambda m: (rank.get(m, len(rank)), m))
+
+
+def validate_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray] | None, list[str]]:
+    """The arrays the gallery can use, and notes on what had to be dropped and why."""
+    missing = [k for k in ("ids", "images", "masks") if k not in arrays]
+    if missing:
+        return None, [f"The maps file has no {', '.join(missing)}: the report has no galleries."]
+    ids, images, masks = (np.asarray(arrays[k]) for k in ("ids", "images", "masks"))
+    if ids.ndim != 1 or images.ndim not in (3, 4) or masks.ndim != 3 or not (
+            len(ids) == len(images) == len(masks)) or images.shape[1:3] != masks.shape[1:]:
+        return None, [f"The maps file's ids {ids.shape}, images {images.shape} and masks "
+                      f"{masks.shape} do not fit together: the report has no galleries."]
+    usable: dict[str, np.ndarray] = {"ids": ids, "images": images, "masks": masks}
+    notes = []
+    for method in method_keys(arrays, "map"):
+        maps = np.asarray(arrays[f"map/{method}"])
+        if maps.shape == masks.shape:
+            usable[f"map/{method}"] = maps
+        else:
+            notes.append(f"Maps of {method} have shape {maps.shape}, not {masks.shape}: left out.")
+    for method in method_keys(arrays, "sanity"):
+        maps = np.asarray(arrays[f"sanity/{method}"])
+        if maps.ndim == 4 and maps.shape[0] >= 1 and maps.shape[1] >= 1:
+            usable[f"sanity/{method}"] = maps
+    if "sanity_ids" in arrays:
+        usable["sanity_ids"] = np.asarray(arrays["sanity_ids"])
+    return usable, notes
+
+
+# --------------------------------------------------------------------------- gallery
+def gallery_order(ids: Sequence[str], items_by_id: Mapping[str, Mapping[str, Any]],
+                  checks: Sequence[Mapping[str, Any]]) -> list[int]:
+    """Indices of ``ids``, failing images first: wrong predictions, then the lowest mean
+    per-image score over failed localisation checks ("lower is better" metrics negated)."""
+    failed = [c for c in checks if c.get("audit") == "localisation" and check_status(c) == "failed"]
+
+    def badness(image_id: str) -> float:
+        scores = []
+        for check in failed:
+            score = _number(_mapping(check.get("per_image")).get(image_id))
+            if score is not None:
+                scores.append(-score if check.get("direction") == "lower" else score)
+        return sum(scores) / len(scores) if scores else math.inf
+
+    def key(index: int) -> tuple[bool, float, int]:
+        item = items_by_id.get(ids[index], {})
+        return item.get("correct") is not False, badness(ids[index]), index
+
+    return sorted(range(len(ids)), key=key)
+
+
+def _caption(image_id: str, item: Mapping[str, Any]) -> str:
+    label = item.get("label_name", item.get("label", "?"))
+    predicted = item.get("predicted_name", item.get("predicted", "?"))
+    confidence = _number(item.get("confidence"))
+    shown = f" ({confidence:.2f})" if confidence is not None else ""
+    mark = "  ✗" if item.get("correct") is False else ""
+    return f"{image_id} · label: {label} · predicted: {predicted}{shown}{mark}"
+
+
+def gallery(arrays: Mapping[str, np.ndarray], items_by_id: Mapping[str, Mapping[str, Any]],
+            checks: Sequence[Mapping[str, Any]], *, colormap: str, max_gallery: int) -> dict[str, Any]:
+    """One PNG row per image, failing images first, at most ``max_gallery`` rows."""
+    ids = ids_of(arrays)
+    methods = method_keys(arrays, "map")
+    order = gallery_order(ids, items_by_id, checks)
+    rows = []
+    for index in order[:max(0, max_gallery)]:
+        item = items_by_id.get(ids[index], {})
+        caption = _caption(ids[index], item)
+        png = figures.gallery_row(arrays["images"][index], arrays["masks"][index],
+                                  [(m, arrays[f"map/{m}"][index]) for m in methods],
+                                  caption, colormap=colormap)
+        rows.append({"src": _data_uri(png), "caption": caption,
+                     "wrong": item.get("correct") is False})
+    return {"rows": rows, "methods": methods, "total": len(ids), "left_out": len(ids) - len(rows)}
+
+
+# --------------------------------------------------------------------------- sanity, stability
+def _details(check: Mapping[str, Any]) -> Mapping[str, Any]:
+    return _mapping(check.get("details"))
+
+
+def _numbers(values: Any) -> list[float] | None:
+    """The list as floats (NaN for gaps), or None when it is not a list of numbers at all."""
+    items = _sequence(values)
+    numbers = [_number(v) for v in items]
+    if not items or all(n is None for n in numbers):
+        return None
+    return [math.nan if n is None else n for n in numbers]
+
+
+def _label(check: Mapping[str, Any]) -> str:
+    return f"{check.get('method', UNKNOWN)} · {check.get('metric', UNKNOWN)}"
+
+
+def step_labels(checks: Sequence[Mapping[str, Any]], method: str, count: int) -> list[str]:
+    """Titles of the ``count`` columns of a randomisation grid: "original", then the layers."""
+    for check in checks:
+        steps = _sequence(_details(check).get("steps"))
+        if check.get("method") == method and len(steps) == count - 1:
+            return ["original", *map(str, steps)]
+    return ["original", *(f"step {k}" for k in range(1, count))]
+
+
+def sanity(checks: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray] | None,
+           colormap: str) -> dict[str, Any]:
+    """The cascading randomisation grid (first image of ``sanity_ids``) and similarity curves."""
+    checks = [c for c in checks if c.get("audit") == "sanity"]
+    section: dict[str, Any] = {"grid": None, "grid_image": None, "curves": None}
+    methods = method_keys(arrays, "sanity") if arrays else []
+    if arrays and methods:
+        rows = [(m, arrays[f"sanity/{m}"][:, 0]) for m in methods]
+        count = max(len(maps) for _, maps in rows)
+        rows = [(m, maps) for m, maps in rows if len(maps) == count]
+        png = figures.sanity_grid(rows, step_labels(checks, rows[0][0], count), colormap=colormap)
+        section["grid"] = _data_uri(png)
+        sanity_ids = np.asarray(arrays.get("sanity_ids", np.array([]))).tolist()
+        section["grid_image"] = str(sanity_ids[0]) if sanity_ids else UNKNOWN
+    series, longest = [], ["step 1"]
+    for check in checks:
+        curve = _numbers(_details(check).get("curve"))
+        if curve:
+            series.append(figures.Series(_label(check), list(range(len(curve))), curve))
+            steps = [str(s) for s in _sequence(_details(check).get("steps"))]
+            if len(steps) == len(curve) and len(steps) >= len(longest):
+                longest = steps
+    if series:
+        ticks = longest if len(longest) == max(len(s.x) for s in series) else None
+        png = figures.line_plot(series, xlabel="randomised up to layer", ylabel="similarity to original",
+                                xticklabels=ticks)
+        section["curves"] = _data_uri(png)
+    return section
+
+
+def stability(checks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One plot per metric of value against noise level, and the recorded counterexamples."""
+    by_metric: dict[str, list[figures.Series]] = {}
+    counterexamples = []
+    for check in checks:
+        if check.get("audit") != "stability":
+            continue
+        details = _details(check)
+        levels, values = _numbers(details.get("levels")), _numbers(details.get("values"))
+        if levels and values and len(levels) == len(values):
+            by_metric.setdefault(fmt(check.get("metric", UNKNOWN)), []).append(
+                figures.Series(_label(check), levels, values))
+        example = _mapping(details.get("counterexample"))
+        if example:
+            counterexamples.append({"label": _label(check),
+                                    "rows": [(str(k), fmt(v)) for k, v in example.items()]})
+    plots = [{"metric": metric, "src": _data_uri(figures.line_plot(
+        series, xlabel="noise level", ylabel=metric))} for metric, series in by_metric.items()]
+    return {"plots": plots, "counterexamples": counterexamples}
+
+
+# --------------------------------------------------------------------------- page
+def _environment_of_template() -> jinja2.Environment:
+    # autoescape on for everything: every string in the page may come from the user.
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+        autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+
+
+def _items(images: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [i for i in _sequence(images.get("items")) if isinstance(i, Mapping)]
+
+
+def _galleries(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None,
+               colormap: str, max_gallery: int) -> tuple[dict[str, Any], list[str]]:
+    """The gallery and sanity sections, which need the arrays, plus notes on unusable ones."""
+    checks = _checks(results)
+    usable, notes = validate_arrays(arrays) if arrays is not None else (None, [])
+    items_by_id = {str(i.get("id")): i for i in _items(_mapping(results.get("images")))}
+    sections: dict[str, Any] = {"sanity": sanity(checks, usable, colormap), "gallery": None}
+    if usable is not None:
+        sections["gallery"] = gallery(usable, items_by_id, checks, colormap=colormap,
+                                      max_gallery=max_gallery)
+    return sections, notes
+
+
+def render(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None, *,
+           colormap: str = "jet", max_gallery: int = 200, notes: Sequence[str] = ()) -> str:
+    """The HTML page for ``results`` (results.json-shaped) and optional ``arrays`` (maps.npz).
+
+    Args:
+        colormap: any matplotlib colormap; "cividis" is colour-blind safe.
+        max_gallery: most gallery rows drawn; a note says how many were left out.
+        notes: extra warnings to show at the top (e.g. an unreadable maps file).
+    """
+    figures.colormap_named(colormap)  # fail early on a typo, before any drawing
+    model, images = _mapping(results.get("model")), _mapping(results.get("images"))
+    class_names = [str(c) for c in _sequence(model.get("class_names"))]
+    items = _items(images)
+    checks = _checks(results)
+    ran, skipped = check_tables(checks)
+    drawn, array_notes = _galleries(results, arrays, colormap, max_gallery)
+    outcome = verdict(results)
+    return _environment_of_template().get_template(TEMPLATE).render(
+        verdict=outcome.upper(), verdict_css=VERDICT_CSS.get(outcome, "unknown"),
+        counts=_counts(results), not_run=[fmt(n) for n in _sequence(results.get("not_run"))],
+        title=fmt(model.get("spec", UNKNOWN)), schema=fmt(results.get("schema", UNKNOWN)),
+        model=_model_rows(model), image_set=_image_set(images),
+        environment=_environment(_mapping(results.get("environment"))),
+        checks=ran, skipped=skipped, mismatches=label_mismatches(items), items_count=len(items),
+        localisation=localisation(checks, {str(i.get("id")): class_of(i, class_names) for i in items},
+                                  class_names),
+        sanity=drawn["sanity"], stability=stability(checks), gallery=drawn["gallery"],
+        notes=[*notes, *array_notes], colormap=colormap)
+
+
+# --------------------------------------------------------------------------- files
+def load_arrays(path: Path) -> tuple[dict[str, np.ndarray] | None, list[str]]:
+    """All arrays of a maps.npz, or None and a note when it is missing or unreadable."""
+    if not path.exists():
+        return None, [f"No {path.name} next to results.json: the report has no galleries."]
+    try:
+        # We own the file handle: np.load leaks its own when a corrupt archive fails to parse.
+        # allow_pickle=False: a maps file is data; never let it run code.
+        with path.open("rb") as handle:
+            loaded = np.load(handle, allow_pickle=False)
+            if not isinstance(loaded, np.lib.npyio.NpzFile):
+                return None, [f"{path.name} holds one array, not an .npz archive of named arrays: "
+                              "the report has no galleries."]
+            with loaded:
+                return {key: loaded[key] for key in loaded.files}, []
+    except Exception as exc:  # any unreadable file (zip, zlib, npy errors) degrades to a note
+        return None, [f"{path.name} could not be read ({type(exc).__name__}: {exc}): "
+                      "the report has no galleries."]
+
+
+def write_text_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and os.replace,
+    so a reader (or a crash half-way) never sees a half-written page."""
+    # delete=False: the file must outlive the handle to be renamed; on failure we remove it.
+    handle = tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False)
+    try:
+        with handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp makes the file private (0600); a report is meant to be read by others.
+        os.chmod(handle.name, 0o644)
+        os.replace(handle.name, path)
+    except BaseException:
+        Path(handle.name).unlink(missing_ok=True)
+        raise
+
+
+def write_report(report_dir: Path, *, colormap: str = "jet", max_gallery: int = 200) -> Path:
+    """Read ``report_dir/results.json`` (and ``maps.npz`` if present); write ``index.html``."""
+    report_dir = Path(report_dir)
+    results = json.loads((report_dir / "results.json").read_text(encoding="utf-8"))
+    arrays, notes = load_arrays(report_dir / "maps.npz")
+    page = render(results, arrays, colormap=colormap, max_gallery=max_gallery, notes=notes)
+    target = report_dir / "index.html"
+    write_text_atomically(target, page)
+    return target
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m heatcheck.report reports/``: rebuild index.html from the files alone."""
+    parser = argparse.ArgumentParser(prog="python -m heatcheck.report", description=main.__doc__)
+    parser.add_argument("report_dir", nargs="?", default="reports", type=Path,
+                        help="folder with results.json (and maps.npz); default: reports")
+    parser.add_argument("--colormap", default="jet", help="e.g. cividis (colour-blind safe)")
+    parser.add_argument("--max-gallery", type=int, default=200, help="most gallery rows")
+    args = parser.parse_args(argv)
+    try:
+        path = write_report(args.report_dir, colormap=args.colormap, max_gallery=args.max_gallery)
+    except (OSError, ValueError) as exc:  # missing/invalid results.json, unknown colormap
+        print(f"heatcheck.report: {exc}", file=sys.stderr)
+        return 2
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
