@@ -56,6 +56,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--engine", dest="hc_engine", default=None, choices=ENGINES,
         help="attribution engine: compiled (default) or tf-keras-vis (the reference)")
     add("--batch-size", dest="hc_batch_size", default=None, type=int, help="images per model call")
+    add("--sanity-images", dest="hc_sanity_images", default=None, type=int,
+        help="images for the randomisation audits (default: the profile's)")
+    add("--random-label-model", dest="hc_random_label_model", default=None,
+        help="a model trained on permuted labels, for the data randomisation test")
     add("--unsafe-model", dest="hc_unsafe_model", action="store_true", default=None,
         help="load model files with Keras safe mode off (only for files you trust)")
 
@@ -96,6 +100,9 @@ def build_settings(config: pytest.Config) -> Settings:
         batch_size=int(pick("hc_batch_size", "batch_size", base.batch_size)),  # type: ignore[call-overload]
         engine=str(pick("hc_engine", "engine", base.engine)),
         unsafe_model=bool(pick("hc_unsafe_model", "unsafe_model", False)),
+        sanity_images=pick("hc_sanity_images", "sanity_images", None),  # type: ignore[arg-type]
+        sanity_grouping=str(table.get("sanity_grouping", base.sanity_grouping)),
+        random_label_model=pick("hc_random_label_model", "random_label_model", None),  # type: ignore[arg-type]
         thresholds=build_thresholds(table.get("thresholds", {}), config.getoption("hc_thresholds")),
     )
 

@@ -29,10 +29,10 @@ class Profile:
 
 
 PROFILES = {
-    "smoke": Profile("smoke", bench_images=8, smooth_samples=5, sanity_images=2,
+    "smoke": Profile("smoke", bench_images=8, smooth_samples=5, sanity_images=4,
                      stability_images=2, hypothesis_examples=5),
     # The seed's SmoothGrad settings (20 samples, noise 0.2) from `ci` upwards.
-    "ci": Profile("ci", bench_images=64, smooth_samples=20, sanity_images=4,
+    "ci": Profile("ci", bench_images=64, smooth_samples=20, sanity_images=8,
                   stability_images=4, hypothesis_examples=10),
     "full": Profile("full", bench_images=200, smooth_samples=20, sanity_images=16,
                     stability_images=16, hypothesis_examples=50),
@@ -84,11 +84,18 @@ class Settings:
     batch_size: int = 32
     engine: str = "compiled"
     unsafe_model: bool = False
+    sanity_images: int | None = None  # None: the profile's
+    sanity_grouping: str = "block"  # randomisation steps: "block" (blockN_* names) or "layer"
+    random_label_model: str | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
     def smooth_samples(self) -> int:
         return self.profile.smooth_samples
+
+    @property
+    def sanity_count(self) -> int:
+        return self.sanity_images or self.profile.sanity_images
 
 
 def read_pyproject(path: Path | None) -> dict[str, Any]:

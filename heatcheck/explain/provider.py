@@ -40,6 +40,7 @@ class MapProvider:
                                    audit_model.device)
         self._prepare = preprocess.get(audit_model.preprocess)
         self._cache: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
+        self.extra_passes = 0  # passes run by engines built for working copies of this model
 
     def unavailable(self, method: str) -> str | None:
         """Why ``method`` cannot run on this model, or None."""
@@ -86,4 +87,4 @@ class MapProvider:
 
     @property
     def passes(self) -> int:
-        return int(self.engine.passes)
+        return int(self.engine.passes) + self.extra_passes

@@ -71,3 +71,12 @@ def test_help_does_not_import_tensorflow():
                          timeout=120, check=True).stdout
     assert "--model" in out
     assert "TF_NOT_LOADED" in out
+
+
+def test_edge_detector_control_fails_the_sanity_audit(pytester):
+    code, results, _ = run_audits(pytester, "--methods", "edges", target="audits/test_sanity.py")
+    assert code == 1
+    cascading = [c for c in results["checks"] if c["metric"].startswith("cascading_")]
+    assert cascading
+    assert all(c["status"] == "failed" and c["value"] > 0.99 for c in cascading)
+    assert all(min(c["details"]["curve"]) > 0.99 for c in cascading)
