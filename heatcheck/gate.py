@@ -58,5 +58,7 @@ class Gate:
                        reverse=check.direction == "lower")[:3]
         worst_text = ", ".join(f"{k}={v:.3g}" for k, v in worst)
         method = f" {check.method}" if check.method else ""
+        extra = check.details.get("message")
         return (f"{check.audit}/{check.metric}{method}: {check.value:.3f}, needs {op} "
-                f"{check.threshold:g}" + (f"; worst images: {worst_text}" if worst_text else ""))
+                f"{check.threshold:g}" + (f"; worst images: {worst_text}" if worst_text else "")
+                + (f"; {extra}" if extra else ""))

@@ -60,6 +60,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="images for the randomisation audits (default: the profile's)")
     add("--random-label-model", dest="hc_random_label_model", default=None,
         help="a model trained on permuted labels, for the data randomisation test")
+    add("--stability-images", dest="hc_stability_images", default=None, type=int,
+        help="images for the stability audits (default: the profile's)")
+    add("--stability-search", dest="hc_stability_search", default=None, choices=["ci", "deep"],
+        help="hypothesis search for breaking perturbations: ci (derandomized, bounded) "
+             "or deep (10× the examples)")
     add("--unsafe-model", dest="hc_unsafe_model", action="store_true", default=None,
         help="load model files with Keras safe mode off (only for files you trust)")
 
@@ -101,6 +106,10 @@ def build_settings(config: pytest.Config) -> Settings:
         engine=str(pick("hc_engine", "engine", base.engine)),
         unsafe_model=bool(pick("hc_unsafe_model", "unsafe_model", False)),
         sanity_images=pick("hc_sanity_images", "sanity_images", None),  # type: ignore[arg-type]
+        stability_images=pick("hc_stability_images", "stability_images", None),  # type: ignore[arg-type]
+        stability_max_sigma=float(table.get("stability_max_sigma", base.stability_max_sigma)),
+        stability_max_brightness=float(table.get("stability_max_brightness", base.stability_max_brightness)),
+        stability_search=str(pick("hc_stability_search", "stability_search", "ci")),
         sanity_grouping=str(table.get("sanity_grouping", base.sanity_grouping)),
         random_label_model=pick("hc_random_label_model", "random_label_model", None),  # type: ignore[arg-type]
         thresholds=build_thresholds(table.get("thresholds", {}), config.getoption("hc_thresholds")),

@@ -25,17 +25,18 @@ class Profile:
     smooth_samples: int
     sanity_images: int
     stability_images: int
+    stability_copies: int  # perturbed copies per image and perturbation level
     hypothesis_examples: int
 
 
 PROFILES = {
     "smoke": Profile("smoke", bench_images=8, smooth_samples=5, sanity_images=4,
-                     stability_images=2, hypothesis_examples=5),
+                     stability_images=2, stability_copies=2, hypothesis_examples=5),
     # The seed's SmoothGrad settings (20 samples, noise 0.2) from `ci` upwards.
     "ci": Profile("ci", bench_images=64, smooth_samples=20, sanity_images=8,
-                  stability_images=4, hypothesis_examples=10),
+                  stability_images=4, stability_copies=4, hypothesis_examples=10),
     "full": Profile("full", bench_images=200, smooth_samples=20, sanity_images=16,
-                    stability_images=16, hypothesis_examples=50),
+                    stability_images=16, stability_copies=8, hypothesis_examples=50),
 }
 
 
@@ -87,11 +88,20 @@ class Settings:
     sanity_images: int | None = None  # None: the profile's
     sanity_grouping: str = "block"  # randomisation steps: "block" (blockN_* names) or "layer"
     random_label_model: str | None = None
+    stability_images: int | None = None  # None: the profile's
+    # The perturbation budget hypothesis searches within (relative to the image's range).
+    stability_max_sigma: float = 0.01
+    stability_max_brightness: float = 0.05
+    stability_search: str = "ci"  # hypothesis search depth: "ci" (derandomized, bounded) or "deep"
     thresholds: Thresholds = field(default_factory=Thresholds)
 
     @property
     def smooth_samples(self) -> int:
         return self.profile.smooth_samples
+
+    @property
+    def stability_count(self) -> int:
+        return self.stability_images or self.profile.stability_images
 
     @property
     def sanity_count(self) -> int:

@@ -26,15 +26,19 @@ GRADIENT_METHODS = ("saliency", "gradcam", "gradcampp")
 
 
 def smoothgrad_noise(x: np.ndarray, samples: int, noise: float, seed: int) -> np.ndarray:
-    """The noise tf-keras-vis adds: N(0, σ) with σ = noise × (max − min) of each input.
+    """The noise tf-keras-vis adds, N(0, σ) with σ = noise × (max − min) of each input, drawn
+    so that each image's noise does not depend on the batch it is in.
 
-    Drawn as tf-keras-vis draws it (legacy global-generator stream of ``seed``, shape
-    (samples, N, H, W, C)), so that both engines see identical noisy copies.
+    One standard-normal field of shape (samples, 1, H, W, C) is drawn from the legacy
+    generator stream of ``seed`` (as tf-keras-vis draws from the global one) and scaled by
+    each image's σ. For a batch of one image this is exactly tf-keras-vis's draw; for larger
+    batches it keeps an image's map independent of its neighbours, and gives an image and
+    its perturbed copy the same noise (common random numbers for the stability audit).
     """
     axes = tuple(range(1, x.ndim))
     sigma = noise * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True))
-    sigma = np.broadcast_to(sigma[None], (samples, *sigma.shape))
-    return np.random.RandomState(seed).normal(0.0, sigma, (samples, *x.shape)).astype(np.float32)
+    field = np.random.RandomState(seed).normal(0.0, 1.0, (samples, 1, *x.shape[1:]))
+    return (field * sigma[None]).astype(np.float32)
 
 
 class CompiledEngine:

@@ -40,13 +40,12 @@ class ReferenceEngine:
         from tf_keras_vis.utils.scores import CategoricalScore
 
         score = CategoricalScore([int(v) for v in labels])
-        if method in ("saliency", "smoothgrad"):
-            samples = smooth_samples if method == "smoothgrad" else 0
-            # tf-keras-vis draws SmoothGrad noise from the global numpy generator.
-            np.random.seed(seed)  # noqa: NPY002 -- tf-keras-vis reads the legacy global generator
-            maps = self.saliency(score, x, smooth_samples=samples, smooth_noise=smooth_noise,
-                                 normalize_map=False)
-            self.passes += len(x) * max(samples, 1)
+        if method == "saliency":
+            maps = self.saliency(score, x, normalize_map=False)
+            self.passes += len(x)
+        elif method == "smoothgrad":
+            maps = np.concatenate([self._smoothgrad(x[i:i + 1], int(labels[i]), smooth_samples,
+                                                    smooth_noise, seed) for i in range(len(x))])
         else:
             visualizer = self.gradcam if method == "gradcam" else self.gradcampp
             if visualizer is None:
@@ -56,3 +55,14 @@ class ReferenceEngine:
             self.passes += len(x)
         maps = np.asarray(maps, np.float32)
         return normalise_per_image(maps) if normalise else maps
+
+    def _smoothgrad(self, x: np.ndarray, label: int, samples: int, noise: float, seed: int) -> np.ndarray:
+        """One image at a time, so that its noise does not depend on the rest of the batch
+        (tf-keras-vis draws one noise array for the whole batch)."""
+        from tf_keras_vis.utils.scores import CategoricalScore
+
+        np.random.seed(seed)  # noqa: NPY002 -- tf-keras-vis reads the legacy global generator
+        maps = self.saliency(CategoricalScore([label]), x, smooth_samples=samples, smooth_noise=noise,
+                             normalize_map=False)
+        self.passes += samples
+        return np.asarray(maps, np.float32).reshape(1, *x.shape[1:3])

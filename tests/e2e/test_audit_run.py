@@ -80,3 +80,22 @@ def test_edge_detector_control_fails_the_sanity_audit(pytester):
     assert cascading
     assert all(c["status"] == "failed" and c["value"] > 0.99 for c in cascading)
     assert all(min(c["details"]["curve"]) > 0.99 for c in cascading)
+
+
+def test_random_map_control_fails_stability_and_names_the_breaking_perturbation(pytester):
+    code, results, _ = run_audits(pytester, "--methods", "noise", target="audits/test_stability.py")
+    assert code == 1
+    checks = {c["metric"]: c for c in results["checks"]}
+    assert checks["map_ssim"]["status"] == "failed"
+    found = checks["map_ssim_property"]["details"]["counterexample"]
+    assert found is not None
+    assert found["image"].startswith("bench-")
+    assert "noise breaks at σ" in found["text"]
+
+
+def test_stability_audit_repeats_exactly(pytester):
+    runs = [run_audits(pytester, "--methods", "smoothgrad,gradcam", "--profile", "smoke",
+                       target="audits/test_stability.py")[1] for _ in range(2)]
+    values = [[(c["metric"], c["method"], c["value"], c["per_image"], c["details"]) for c in r["checks"]]
+              for r in runs]
+    assert values[0] == values[1]

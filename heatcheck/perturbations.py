@@ -1,0 +1,47 @@
+"""Label-preserving input perturbations for the stability audit, seeded, in pixel space (0–255).
+
+Noise levels are relative to each image's range, as the seed notebook's smooth_noise is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """One kind of perturbation at one level, e.g. gaussian σ = 0.02 of the range."""
+
+    kind: str  # "gaussian" | "uniform" | "brightness" | "contrast"
+    level: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.kind}:{self.level:g}"
+
+    def apply(self, pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """A perturbed float copy of ``pixels`` (N, H, W, C), clipped to 0–255."""
+        x = np.asarray(pixels, np.float64)
+        span = (x.max(axis=(1, 2, 3), keepdims=True) - x.min(axis=(1, 2, 3), keepdims=True))
+        if self.kind == "gaussian":
+            out = x + rng.normal(0.0, 1.0, x.shape) * self.level * span
+        elif self.kind == "uniform":  # uniform in the L∞ ball of radius level × range (Yeh et al.)
+            out = x + rng.uniform(-1.0, 1.0, x.shape) * self.level * span
+        elif self.kind == "brightness":
+            out = x + self.level * 255.0
+        elif self.kind == "contrast":
+            mean = x.mean(axis=(1, 2, 3), keepdims=True)
+            out = mean + (1.0 + self.level) * (x - mean)
+        else:
+            raise ValueError(f"unknown perturbation kind '{self.kind}'")
+        return np.clip(out, 0.0, 255.0).astype(np.float32)
+
+
+# The declared budget: small enough that a trustworthy map should barely move.
+DEFAULT_PERTURBATIONS = (
+    Perturbation("gaussian", 0.01), Perturbation("gaussian", 0.02), Perturbation("gaussian", 0.05),
+    Perturbation("uniform", 0.05), Perturbation("brightness", 0.05), Perturbation("brightness", -0.05),
+    Perturbation("contrast", 0.1), Perturbation("contrast", -0.1),
+)
