@@ -65,6 +65,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--stability-search", dest="hc_stability_search", default=None, choices=["ci", "deep"],
         help="hypothesis search for breaking perturbations: ci (derandomized, bounded) "
              "or deep (10× the examples)")
+    add("--weights", dest="hc_weights", default=None,
+        help="weights for a keras.applications model: imagenet (Keras cache) or a file path")
+    add("--allow-download", dest="hc_allow_download", action="store_true", default=None,
+        help="let Keras download ImageNet weights when they are not in the cache")
+    add("--output", dest="hc_output", default=None, help="output of a multi-output model (index or name)")
+    add("--preprocess", dest="hc_preprocess", default=None,
+        help="input preprocessing: raw (0-255), unit, caffe, tf, torch or module:function")
+    add("--class-names", dest="hc_class_names", default=None,
+        help="class names file: a JSON list or one name per line")
+    add("--strict-inputs", dest="hc_strict", action="store_true", default=None,
+        help="stop at the first bad input row instead of rejecting it and going on")
+    add("--compare", dest="hc_compare", default=None,
+        help="another run's results.json to show side by side in the report")
+    add("--colormap", dest="hc_colormap", default=None,
+        help="map colours in the report: jet (as the seed) or a colour-blind-safe one such as cividis")
     add("--unsafe-model", dest="hc_unsafe_model", action="store_true", default=None,
         help="load model files with Keras safe mode off (only for files you trust)")
 
@@ -105,6 +120,14 @@ def build_settings(config: pytest.Config) -> Settings:
         batch_size=int(pick("hc_batch_size", "batch_size", base.batch_size)),  # type: ignore[call-overload]
         engine=str(pick("hc_engine", "engine", base.engine)),
         unsafe_model=bool(pick("hc_unsafe_model", "unsafe_model", False)),
+        weights=pick("hc_weights", "weights", None),  # type: ignore[arg-type]
+        allow_download=bool(pick("hc_allow_download", "allow_download", False)),
+        output=pick("hc_output", "output", None),  # type: ignore[arg-type]
+        preprocess=pick("hc_preprocess", "preprocess", None),  # type: ignore[arg-type]
+        class_names_file=pick("hc_class_names", "class_names", None),  # type: ignore[arg-type]
+        strict=bool(pick("hc_strict", "strict", False)),
+        compare=pick("hc_compare", "compare", None),  # type: ignore[arg-type]
+        colormap=str(pick("hc_colormap", "colormap", "jet")),
         sanity_images=pick("hc_sanity_images", "sanity_images", None),  # type: ignore[arg-type]
         stability_images=pick("hc_stability_images", "stability_images", None),  # type: ignore[arg-type]
         stability_max_sigma=float(table.get("stability_max_sigma", base.stability_max_sigma)),

@@ -85,6 +85,14 @@ class Settings:
     batch_size: int = 32
     engine: str = "compiled"
     unsafe_model: bool = False
+    weights: str | None = None  # keras.applications: "imagenet" or a weights file
+    allow_download: bool = False
+    output: str | None = None  # which output of a multi-output model: index or name
+    preprocess: str | None = None  # None: the model's own (applications) or "raw" (files)
+    class_names_file: str | None = None
+    strict: bool = False  # stop at the first bad input row instead of rejecting it
+    compare: str | None = None  # a results.json to show side by side in the report
+    colormap: str = "jet"
     sanity_images: int | None = None  # None: the profile's
     sanity_grouping: str = "block"  # randomisation steps: "block" (blockN_* names) or "layer"
     random_label_model: str | None = None
