@@ -32,7 +32,8 @@ def test_localisation(metric, method, audit_maps, audit_images, map_provider, se
     require(map_provider.unavailable(method), gate, "localisation", metric.__name__, method)
     scores = _scores(metric, audit_maps[method], audit_images, settings)
     gate.check("localisation", metric.__name__, method, float(scores.mean()),
-               direction=direction_of(metric), per_image=scores, ids=audit_images.ids)
+               direction=direction_of(metric), per_image=scores, ids=audit_images.ids,
+               details={"passes_alone": len(audit_images) * map_provider.passes_per_map(method)})
 
 
 def test_energy_over_chance(method, audit_maps, audit_images, map_provider, gate):
@@ -40,4 +41,5 @@ def test_energy_over_chance(method, audit_maps, audit_images, map_provider, gate
     scores = energy_pointing_game(audit_maps[method], audit_images.masks)
     gate.check("localisation", "energy_ratio_over_chance", method,
                ratio_over_chance(scores, audit_images.masks), direction="higher",
-               per_image=scores / audit_images.masks.mean(axis=(1, 2)), ids=audit_images.ids)
+               per_image=scores / audit_images.masks.mean(axis=(1, 2)), ids=audit_images.ids,
+               details={"passes_alone": len(audit_images) * map_provider.passes_per_map(method)})

@@ -37,7 +37,10 @@ def test_cascading_randomisation(measure, method, randomisation_run, map_provide
     gate.check("sanity", metric, method, float(final.mean()), direction="lower",
                per_image=final, ids=randomisation_run.ids,
                details={"steps": randomisation_run.steps, "curve": [float(c.mean()) for c in curve],
-                        "independent_curve": [float(c.mean()) for c in independent]})
+                        "independent_curve": [float(c.mean()) for c in independent],
+                        # the original maps plus one set per cascading and per independent step
+                        "passes_alone": (1 + 2 * len(curve)) * len(final)
+                        * map_provider.passes_per_map(method)})
 
 
 @pytest.fixture(scope="session")
@@ -58,4 +61,6 @@ def test_data_randomisation(measure, method, map_provider, data_randomisation_ru
     require(None if data_randomisation_run else missing, gate, "sanity", metric, method)
     scores = data_randomisation_run[method][measure]
     gate.check("sanity", metric, method, float(scores.mean()), direction="lower", per_image=scores,
-               ids=sanity_images.ids, details={"random_label_model": random_label_spec(settings)})
+               ids=sanity_images.ids, details={
+                   "random_label_model": random_label_spec(settings),
+                   "passes_alone": 2 * len(sanity_images) * map_provider.passes_per_map(method)})

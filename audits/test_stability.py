@@ -42,7 +42,9 @@ def test_stability(metric, method, perturbed_set, map_provider, gate):
     ris = score(perturbed_set, method, "relative_input_stability") if metric == "map_ssim" else None
     details = {"levels": [p.name for p in perturbed_set.perturbations],
                "values": _per_level(perturbed_set, method, metric),
-               "discarded_share": round(perturbed_set.discarded_share, 4)}
+               "discarded_share": round(perturbed_set.discarded_share, 4),
+               "passes_alone": perturbed_set.copies.shape[0] * (1 + perturbed_set.copies.shape[1])
+               * map_provider.passes_per_map(method)}
     if ris is not None:
         details["relative_input_stability"] = float(np.nanmean(ris))
     gate.check("stability", metric, method, float(np.nanmean(scores)),
@@ -66,6 +68,7 @@ def test_no_small_perturbation_breaks_the_map(method, map_provider, stability_im
         "budget": {"max_sigma": settings.stability_max_sigma,
                    "max_brightness": settings.stability_max_brightness, "max_examples": examples},
         "examples_kept": result.examples,
+        "passes_alone": (len(stability_images) + result.examples) * map_provider.passes_per_map(method),
         "counterexample": None if found is None else {**found.__dict__, "text": found.describe(method)},
     }
     if found is not None:

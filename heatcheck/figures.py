@@ -10,12 +10,14 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Colormap, Normalize
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from PIL import Image
 from skimage.segmentation import find_boundaries
 from skimage.transform import resize
@@ -29,11 +31,19 @@ _ROW_TITLE_PX = 14
 
 @dataclass(frozen=True)
 class Series:
-    """One line of a line plot."""
+    """One line of a line plot.
+
+    Attributes:
+        dashed: draw the line dashed (e.g. independent randomisation next to cascading).
+        colour_of: lines with the same key share a colour (one method's two curves); by
+            default each label gets its own.
+    """
 
     label: str
     x: Sequence[float]
     y: Sequence[float]
+    dashed: bool = False
+    colour_of: str | None = None
 
 
 def colormap_named(name: str) -> Colormap:
@@ -149,21 +159,29 @@ def gallery_row(image: np.ndarray, mask: np.ndarray, maps: Sequence[tuple[str, n
 
 
 def sanity_grid(rows: Sequence[tuple[str, np.ndarray]], step_labels: Sequence[str], *,
-                colormap: str = "jet", panel_px: int = 72) -> bytes:
+                colormap: str = "jet", panel_px: int = 72, photo: np.ndarray | None = None,
+                heading: str | None = None) -> bytes:
     """Cascading randomisation maps of one image: one row per method, one column per step.
 
     Args:
         rows: (method name, (S+1, H, W) maps) pairs; index 0 is the map of the trained model.
         step_labels: S+1 column titles.
+        photo: the image itself, drawn left of the first row (blank left of the others).
+        heading: one line above the grid (which image this is).
     """
     cmap = colormap_named(colormap)
     panels, titles = [], []
-    for method, maps in rows:
+    for r, (method, maps) in enumerate(rows):
         size = _panel_shape(maps.shape[1:], panel_px)
         # Each map is scaled on its own, as in Adebayo et al.: the shape is what is compared.
-        panels.append([coloured(_fit_map(m, size), cmap)[..., :3] for m in maps])
-        titles.append([f"{method}: {step_labels[0]}", *step_labels[1:]])
-    return mosaic(panels, titles)
+        row = [coloured(_fit_map(m, size), cmap)[..., :3] for m in maps]
+        row_titles = [f"{method}: {step_labels[0]}", *step_labels[1:]]
+        if photo is not None:
+            picture = _fit(_as_rgb(photo), size) if r == 0 else np.ones((*size, 3), np.float32)
+            row, row_titles = [picture, *row], ["image" if r == 0 else "", *row_titles]
+        panels.append(row)
+        titles.append(row_titles)
+    return mosaic(panels, titles, heading=heading)
 
 
 def mosaic(panels: Sequence[Sequence[np.ndarray]], titles: Sequence[Sequence[str]],
@@ -205,27 +223,81 @@ def _label(fig: Figure, text: str, x_px: float, bottom_px: float, size: tuple[in
              fontsize=fontsize, parse_math=False)
 
 
-def line_plot(series: Sequence[Series], *, xlabel: str, ylabel: str,
-              xticklabels: Sequence[str] | None = None, logx: bool = False) -> bytes:
-    """A small line plot with one marked line per series and a legend."""
-    fig = Figure(figsize=(5.6, 2.8), dpi=DPI)
-    ax = fig.subplots()
+def _colours(series: Sequence[Series]) -> dict[str, str]:
+    keys = dict.fromkeys(line.colour_of or line.label for line in series)
+    return {key: f"C{index % 10}" for index, key in enumerate(keys)}
+
+
+def _draw_lines(ax: Any, series: Sequence[Series], colours: dict[str, str]) -> None:
     for line in series:
-        ax.plot(line.x, line.y, marker="o", markersize=3, linewidth=1.2, label=line.label)
+        ax.plot(line.x, line.y, marker="o", markersize=3, linewidth=1.2, label=line.label,
+                linestyle="--" if line.dashed else "-", color=colours[line.colour_of or line.label])
+
+
+def _ticks(ax: Any, xticklabels: Sequence[str] | None) -> None:
     if xticklabels is not None:
         ax.set_xticks(range(len(xticklabels)), [str(t) for t in xticklabels],
                       rotation=30, ha="right", fontsize=7)
         for text in ax.get_xticklabels():
             text.set_parse_math(False)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+
+
+def _legend(ax: Any, **kwargs: Any) -> None:
+    # Legend texts are user strings too: stop mathtext parsing them.
+    for text in ax.legend(fontsize=7, **kwargs).get_texts():
+        text.set_parse_math(False)
+
+
+def line_plot(series: Sequence[Series], *, xlabel: str, ylabel: str,
+              xticklabels: Sequence[str] | None = None, logx: bool = False,
+              threshold: float | None = None, size: tuple[float, float] = (5.6, 2.8)) -> bytes:
+    """A small line plot with one marked line per series and a legend.
+
+    Args:
+        threshold: drawn as a grey dashed horizontal line labelled "threshold".
+    """
+    fig = Figure(figsize=size, dpi=DPI)
+    ax = fig.subplots()
+    _draw_lines(ax, series, _colours(series))
+    if threshold is not None:
+        ax.axhline(threshold, color="0.4", linestyle=":", linewidth=1.2, label="threshold")
+    _ticks(ax, xticklabels)
     if logx:
         ax.set_xscale("log")
     ax.set_xlabel(xlabel, fontsize=8, parse_math=False)
     ax.set_ylabel(ylabel, fontsize=8, parse_math=False)
-    ax.tick_params(labelsize=7)
-    ax.grid(alpha=0.3)
     if series:
-        # Legend texts are user strings too: stop mathtext parsing them.
-        for text in ax.legend(fontsize=7).get_texts():
-            text.set_parse_math(False)
+        _legend(ax)
+    fig.tight_layout()
+    return to_png(fig)
+
+
+def line_panels(panels: Sequence[tuple[str, Sequence[Series], Sequence[str] | None]], *,
+                xlabel: str, ylabel: str, styles: tuple[str, str] | None = None) -> bytes:
+    """Line plots side by side on one shared y axis, one legend for all (a colour per key).
+
+    Args:
+        panels: (title, lines, x tick labels or None) per panel.
+        styles: legend names of the solid and of the dashed lines, e.g. ("cascading", "independent").
+    """
+    fig = Figure(figsize=(3.3 * max(1, len(panels)) + 1.4, 3.0), dpi=DPI)
+    axes = np.atleast_1d(fig.subplots(1, max(1, len(panels)), sharey=True))
+    every = [line for _, lines, _ in panels for line in lines]
+    colours = _colours(every)
+    for ax, (title, lines, ticks) in zip(axes, panels, strict=False):
+        _draw_lines(ax, lines, colours)
+        _ticks(ax, ticks)
+        ax.set_title(title, fontsize=8, parse_math=False)
+        ax.set_xlabel(xlabel, fontsize=8, parse_math=False)
+    axes[0].set_ylabel(ylabel, fontsize=8, parse_math=False)
+    handles = [Line2D([], [], color=colour, marker="o", markersize=3, label=key)
+               for key, colour in colours.items()]
+    if styles is not None and any(line.dashed for line in every):
+        handles += [Line2D([], [], color="0.3", linestyle=style, label=name)
+                    for style, name in zip(("-", "--"), styles, strict=True)]
+    if handles:
+        _legend(axes[-1], handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return to_png(fig)

@@ -80,6 +80,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="another run's results.json to show side by side in the report")
     add("--colormap", dest="hc_colormap", default=None,
         help="map colours in the report: jet (as the seed) or a colour-blind-safe one such as cividis")
+    add("--no-cache", dest="hc_no_cache", action="store_true", default=None,
+        help="compute every map afresh; do not read or write the on-disk map cache")
+    add("--cache-dir", dest="hc_cache_dir", default=None, help="map cache folder (default .heatcheck_cache)")
     add("--unsafe-model", dest="hc_unsafe_model", action="store_true", default=None,
         help="load model files with Keras safe mode off (only for files you trust)")
 
@@ -105,6 +108,7 @@ def build_settings(config: pytest.Config) -> Settings:
         raise SettingsError(f"profile '{profile_name}' unknown; choose from {', '.join(PROFILES)}")
     methods = pick("hc_methods", "methods", ",".join(base.methods))
     report_dir = Path(str(pick("hc_report_dir", "report_dir", "reports")))
+    cache_dir = Path(str(pick("hc_cache_dir", "cache_dir", ".heatcheck_cache")))
     return Settings(
         model=str(pick("hc_model", "model", base.model)),
         images=str(pick("hc_images", "images", base.images)),
@@ -128,6 +132,9 @@ def build_settings(config: pytest.Config) -> Settings:
         strict=bool(pick("hc_strict", "strict", False)),
         compare=pick("hc_compare", "compare", None),  # type: ignore[arg-type]
         colormap=str(pick("hc_colormap", "colormap", "jet")),
+        cache_dir=None if config.getoption("hc_no_cache") else (
+            cache_dir if cache_dir.is_absolute() else config.rootpath / cache_dir),
+        cache_max_mb=int(table.get("cache_max_mb", base.cache_max_mb)),
         sanity_images=pick("hc_sanity_images", "sanity_images", None),  # type: ignore[arg-type]
         stability_images=pick("hc_stability_images", "stability_images", None),  # type: ignore[arg-type]
         stability_max_sigma=float(table.get("stability_max_sigma", base.stability_max_sigma)),
@@ -238,6 +245,8 @@ class AuditSession:
             return  # the project's own tests: no audit ran, no report
         self.store.not_run = [nodeid for nodeid in audit_items if nodeid not in self.done]
         self.store.environment = {**environment(self.config), **self.store.environment}
+        # What running each check on its own with fresh maps would have cost (per-metric toolkits).
+        self.store.passes["unshared"] = sum(int(c.details.get("passes_alone", 0)) for c in self.store.checks)
         self.store.write(self.settings.report_dir)
         from heatcheck.report import write_report
 

@@ -60,15 +60,18 @@ def model_randomisation(provider: MapProvider, images: LabelledImages, methods: 
     engine = build_engine(provider.settings, work, model.conv_layer, model.device)
     randomiser = ModelRandomiser(work, seed, grouping)
 
-    def explain() -> dict[str, np.ndarray]:
-        return provider.explain_many(methods, images.images, images.labels, normalise=False, engine=engine)
+    def explain(step: str) -> dict[str, np.ndarray]:
+        # The randomised weights follow from the model, the seed and the grouping: a key for the cache.
+        key = f"{provider.model_key}|{step}|seed={seed}|{grouping}"
+        return provider.explain_many(methods, images.images, images.labels, normalise=False,
+                                     engine=engine, model_key=key)
 
-    run = RandomisationRun(images.ids, [s.name for s in randomiser.steps], explain(),
+    run = RandomisationRun(images.ids, [s.name for s in randomiser.steps], explain("original"),
                            {m: [] for m in methods}, {m: [] for m in methods})
     for kind, steps in (("cascading", randomiser.cascading()), ("independent", randomiser.independent())):
-        for _, weights in steps:
+        for step, weights in steps:
             apply(work, weights)
-            for m, maps in explain().items():
+            for m, maps in explain(f"{kind}:{step.name}").items():
                 getattr(run, kind)[m].append(maps)
     provider.extra_passes += engine.passes
     return run

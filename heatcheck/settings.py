@@ -93,6 +93,8 @@ class Settings:
     strict: bool = False  # stop at the first bad input row instead of rejecting it
     compare: str | None = None  # a results.json to show side by side in the report
     colormap: str = "jet"
+    cache_dir: Path | None = Path(".heatcheck_cache")  # None: no disk cache (--no-cache)
+    cache_max_mb: int = 512
     sanity_images: int | None = None  # None: the profile's
     sanity_grouping: str = "block"  # randomisation steps: "block" (blockN_* names) or "layer"
     random_label_model: str | None = None

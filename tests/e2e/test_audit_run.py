@@ -17,7 +17,8 @@ def run_audits(pytester: pytest.Pytester, *args: str, target: str = "audits") ->
     report_dir = pytester.path / "reports"
     result = pytester.runpytest_subprocess(
         str(REPO / target), f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"),
-        "-p", "no:cacheprovider", "--report-dir", str(report_dir), "--images", "bench:24", *args)
+        "-p", "no:cacheprovider", "--report-dir", str(report_dir), "--images", "bench:24",
+        "--cache-dir", str(pytester.path / "map-cache"), *args)
     results = json.loads((report_dir / "results.json").read_text())
     return result.ret, results, report_dir
 
@@ -99,3 +100,17 @@ def test_stability_audit_repeats_exactly(pytester):
     values = [[(c["metric"], c["method"], c["value"], c["per_image"], c["details"]) for c in r["checks"]]
               for r in runs]
     assert values[0] == values[1]
+
+
+def test_second_run_with_nothing_changed_computes_no_map(pytester):
+    args = ("--methods", "saliency,gradcam", "--profile", "smoke")
+    _, cold, _ = run_audits(pytester, *args)
+    _, warm, _ = run_audits(pytester, *args)
+    _, fresh, _ = run_audits(pytester, *args, "--no-cache")
+    assert cold["passes"]["run"] > 0
+    assert warm["passes"]["run"] == 0
+    assert warm["passes"]["cache_hits"] > 0
+    assert fresh["passes"]["run"] == cold["passes"]["run"]
+    assert [c["value"] for c in warm["checks"]] == [c["value"] for c in cold["checks"]]
+    # sharing passes between methods and audits: well under what per-audit toolkits would run
+    assert cold["passes"]["run"] <= 0.6 * cold["passes"]["unshared"]
