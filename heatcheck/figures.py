@@ -295,8 +295,8 @@ def line_panels(panels: Sequence[tuple[str, Sequence[Series], Sequence[str] | No
     handles = [Line2D([], [], color=colour, marker="o", markersize=3, label=key)
                for key, colour in colours.items()]
     if styles is not None and any(line.dashed for line in every):
-        handles += [Line2D([], [], color="0.3", linestyle=style, label=name)
-                    for style, name in zip(("-", "--"), styles, strict=True)]
+        handles += [Line2D([], [], color="0.3", linestyle="-", label=styles[0]),
+                    Line2D([], [], color="0.3", linestyle="--", label=styles[1])]
     if handles:
         _legend(axes[-1], handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()

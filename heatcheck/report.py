@@ -31,6 +31,13 @@ VERDICT_CSS = {"pass": "pass", "fail": "fail", "incomplete": "incomplete"}
 UNKNOWN = "unknown"
 WORST_SHOWN = 5
 CLASS_NAMES_SHOWN = 20
+# results.json's name for a threshold set with `--threshold metric[.method]=value` (settings.py).
+CLI_SOURCE = "command line"
+# Sanity grids drawn: the issue asks for "one or two images"; more would dwarf the curves.
+SANITY_IMAGES = 2
+# Gallery rows drawn by default. Measured (tests/unit/test_report.py, 1,000 images of 64 x 64
+# with 4 methods and per-image scores): about N MB for the whole page.
+MAX_GALLERY = 200
 
 Row = tuple[str, str]
 
@@ -95,10 +102,24 @@ def _checks(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 # --------------------------------------------------------------------------- header sections
 def _counts(results: Mapping[str, Any]) -> dict[str, int]:
+    """passed/failed/skipped checks and errors: the recorded summary, else counted here."""
     summary = _mapping(results.get("summary"))
     statuses = [check_status(c) for c in _checks(results)]
-    return {key: summary[key] if isinstance(summary.get(key), int) else statuses.count(key)
-            for key in ("passed", "failed", "skipped")}
+    counted = {key: statuses.count(key) for key in ("passed", "failed", "skipped")}
+    counted["errors"] = len(_sequence(results.get("errors")))
+    return {key: summary[key] if isinstance(summary.get(key), int) and not isinstance(summary[key], bool)
+            else value for key, value in counted.items()}
+
+
+def errors(results: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Tests that errored (setup, a crash in the call, teardown), with the recorded message."""
+    rows = []
+    for entry in _sequence(results.get("errors")):
+        # Tolerate a bare node id string from a hand-written or older results file.
+        error = entry if isinstance(entry, Mapping) else {"test": entry}
+        rows.append({"test": fmt(error.get("test", UNKNOWN)), "when": fmt(error.get("when", UNKNOWN)),
+                     "message": fmt(error.get("message") or "no message recorded")})
+    return rows
 
 
 def verdict(results: Mapping[str, Any]) -> str:
@@ -112,7 +133,7 @@ def verdict(results: Mapping[str, Any]) -> str:
     if isinstance(recorded, str) and recorded:
         return "incomplete" if recorded.lower() == "pass" and incomplete else recorded.lower()
     counts = _counts(results)
-    if counts["failed"]:
+    if counts["failed"] or counts["errors"]:
         return "fail"
     return "incomplete" if incomplete or not counts["passed"] else "pass"
 
@@ -147,12 +168,16 @@ def _image_set(images: Mapping[str, Any]) -> dict[str, Any]:
     return {"rows": rows, "rejected": rejected}
 
 
-def _environment(environment: Mapping[str, Any]) -> dict[str, list[Row]]:
-    sources = _mapping(environment.get("thresholds_source"))
+def _environment(environment: Mapping[str, Any]) -> dict[str, Any]:
+    """Environment rows, and where each threshold came from (command-line ones apart: they
+    are the ones a reader must know about, since pyproject is what the repository says)."""
+    sources = sorted((str(key), fmt(value)) for key, value in
+                     _mapping(environment.get("thresholds_source")).items())
     return {
         "rows": [(key, fmt(value)) for key, value in environment.items()
                  if key != "thresholds_source"],
-        "thresholds": [(key, fmt(value)) for key, value in sorted(sources.items())],
+        "thresholds": sources,
+        "cli_thresholds": [(key, source) for key, source in sources if source == CLI_SOURCE],
     }
 
 
@@ -166,6 +191,8 @@ def _check_row(check: Mapping[str, Any]) -> dict[str, Any]:
         "threshold": fmt(threshold), "threshold_key": _sort_key(threshold),
         "direction": fmt(check.get("direction")), "status": check_status(check),
         "reason": fmt(check.get("reason") or "no reason recorded"),
+        "threshold_source": fmt(check.get("threshold_source") or UNKNOWN),
+        "cli": check.get("threshold_source") == CLI_SOURCE,
     }
 
 
@@ -355,53 +382,183 @@ def step_labels(checks: Sequence[Mapping[str, Any]], method: str, count: int) ->
 
 def sanity(checks: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray] | None,
            colormap: str) -> dict[str, Any]:
-    """The cascading randomisation grid (first image of ``sanity_ids``) and similarity curves."""
+    """Cascading randomisation grids (the first SANITY_IMAGES of ``sanity_ids``) and the
+    similarity curves, cascading solid and independent dashed."""
     checks = [c for c in checks if c.get("audit") == "sanity"]
-    section: dict[str, Any] = {"grid": None, "grid_image": None, "curves": None}
+    return {"grids": sanity_grids(checks, arrays, colormap), "curves": sanity_curves(checks)}
+
+
+def sanity_grids(checks: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray] | None,
+                 colormap: str) -> list[dict[str, str]]:
+    """One figure per shown image: a row per method, a column per randomisation step."""
     methods = method_keys(arrays, "sanity") if arrays else []
-    if arrays and methods:
-        rows = [(m, arrays[f"sanity/{m}"][:, 0]) for m in methods]
-        count = max(len(maps) for _, maps in rows)
-        rows = [(m, maps) for m, maps in rows if len(maps) == count]
-        png = figures.sanity_grid(rows, step_labels(checks, rows[0][0], count), colormap=colormap)
-        section["grid"] = _data_uri(png)
-        sanity_ids = np.asarray(arrays.get("sanity_ids", np.array([]))).tolist()
-        section["grid_image"] = str(sanity_ids[0]) if sanity_ids else UNKNOWN
-    series, longest = [], ["step 1"]
-    for check in checks:
-        curve = _numbers(_details(check).get("curve"))
-        if curve:
-            series.append(figures.Series(_label(check), list(range(len(curve))), curve))
-            steps = [str(s) for s in _sequence(_details(check).get("steps"))]
-            if len(steps) == len(curve) and len(steps) >= len(longest):
-                longest = steps
-    if series:
-        ticks = longest if len(longest) == max(len(s.x) for s in series) else None
-        png = figures.line_plot(series, xlabel="randomised up to layer", ylabel="similarity to original",
-                                xticklabels=ticks)
-        section["curves"] = _data_uri(png)
-    return section
+    if not arrays or not methods:
+        return []
+    stacks = [(m, arrays[f"sanity/{m}"]) for m in methods]
+    steps = max(len(maps) for _, maps in stacks)
+    stacks = [(m, maps) for m, maps in stacks if len(maps) == steps]
+    labels = step_labels(checks, stacks[0][0], steps)
+    sanity_ids = [v.decode() if isinstance(v, bytes) else str(v)
+                  for v in np.asarray(arrays.get("sanity_ids", np.array([]))).tolist()]
+    photos = dict(zip(ids_of(arrays), range(len(arrays["ids"])), strict=True)) if "images" in arrays else {}
+    grids = []
+    for k in range(min(SANITY_IMAGES, min(maps.shape[1] for _, maps in stacks))):
+        image_id = sanity_ids[k] if k < len(sanity_ids) else UNKNOWN
+        photo = arrays["images"][photos[image_id]] if image_id in photos else None
+        png = figures.sanity_grid([(m, maps[:, k]) for m, maps in stacks], labels, colormap=colormap,
+                                  photo=photo, heading=f"image {image_id}")
+        grids.append({"src": _data_uri(png), "image": image_id})
+    return grids
 
 
-def stability(checks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One plot per metric of value against noise level, and the recorded counterexamples."""
-    by_metric: dict[str, list[figures.Series]] = {}
-    counterexamples = []
+def sanity_curves(checks: Sequence[Mapping[str, Any]]) -> str | None:
+    """One panel per similarity metric, one colour per method: the cascading curve solid, the
+    independent-randomisation curve (one layer at a time) dashed."""
+    panels: dict[str, list[figures.Series]] = {}
+    ticks: dict[str, list[str] | None] = {}
     for check in checks:
-        if check.get("audit") != "stability":
-            continue
         details = _details(check)
-        levels, values = _numbers(details.get("levels")), _numbers(details.get("values"))
-        if levels and values and len(levels) == len(values):
-            by_metric.setdefault(fmt(check.get("metric", UNKNOWN)), []).append(
-                figures.Series(_label(check), levels, values))
+        method = fmt(check.get("method", UNKNOWN))
+        metric = fmt(check.get("metric", UNKNOWN))
+        for key, dashed in (("curve", False), ("independent_curve", True)):
+            curve = _numbers(details.get(key))
+            if not curve:
+                continue
+            panels.setdefault(metric, []).append(figures.Series(
+                f"{method} ({'independent' if dashed else 'cascading'})", list(range(len(curve))), curve,
+                dashed=dashed, colour_of=method))
+            steps = [str(step) for step in _sequence(details.get("steps"))]
+            if len(steps) == len(curve) and len(steps) >= len(ticks.get(metric) or []):
+                ticks[metric] = steps
+    if not panels:
+        return None
+    png = figures.line_panels(
+        [(metric, lines, _fitting_ticks(ticks.get(metric), lines)) for metric, lines in panels.items()],
+        xlabel="randomised up to layer", ylabel="similarity to original",
+        styles=("cascading", "independent"))
+    return _data_uri(png)
+
+
+def _fitting_ticks(ticks: list[str] | None, lines: Sequence[figures.Series]) -> list[str] | None:
+    # Step names only where they label every point; otherwise plain step numbers.
+    return ticks if ticks and len(ticks) == max(len(line.x) for line in lines) else None
+
+
+def stability(checks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per method: its stability checks, a plot of map SSIM against the perturbation level,
+    the share of perturbed copies discarded, and what the hypothesis search found."""
+    by_method: dict[str, list[Mapping[str, Any]]] = {}
+    for check in checks:
+        if check.get("audit") == "stability" and check_status(check) != "skipped":
+            by_method.setdefault(fmt(check.get("method", UNKNOWN)), []).append(check)
+    rank = {method: place for place, method in enumerate(METHOD_ORDER)}
+    return [_stability_card(method, by_method[method])
+            for method in sorted(by_method, key=lambda m: (rank.get(m, len(rank)), m))]
+
+
+def _stability_card(method: str, checks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    curves = [c for c in checks if _numbers(_details(c).get("values"))]
+    # map_ssim is the plot the issue asks for; an older run may only have had other curves.
+    plotted = next((c for c in curves if c.get("metric") == "map_ssim"), curves[0] if curves else None)
+    discarded = _first_number(checks, "discarded_share")
+    stability_of_input = _first_number(checks, "relative_input_stability")
+    return {
+        "method": method, "rows": [_check_row(c) for c in checks],
+        "plot": _level_plot(plotted) if plotted else None,
+        "plot_metric": fmt(plotted.get("metric", UNKNOWN)) if plotted else None,
+        "discarded": None if discarded is None else f"{discarded:.1%}",
+        "relative_input_stability": None if stability_of_input is None else fmt(stability_of_input),
+        "search": _search(checks),
+    }
+
+
+def _first_number(checks: Sequence[Mapping[str, Any]], key: str) -> float | None:
+    numbers = (_number(_details(c).get(key)) for c in checks)
+    return next((n for n in numbers if n is not None), None)
+
+
+def _level_plot(check: Mapping[str, Any]) -> str | None:
+    """Value per perturbation level; levels "kind:amount" get one line per kind, in order."""
+    details = _details(check)
+    levels, values = _sequence(details.get("levels")), _numbers(details.get("values"))
+    if not values or len(levels) != len(values):
+        return None
+    metric = fmt(check.get("metric", UNKNOWN))
+    amounts = [_number(level) for level in levels]
+    ticks: list[str] | None = None
+    if all(a is not None for a in amounts):
+        series = [figures.Series(metric, [a or 0.0 for a in amounts], values)]
+    else:
+        kinds: dict[str, list[int]] = {}
+        for index, level in enumerate(levels):
+            kinds.setdefault(str(level).split(":")[0], []).append(index)
+        series = [figures.Series(kind, at, [values[i] for i in at]) for kind, at in kinds.items()]
+        ticks = [str(level) for level in levels]
+    png = figures.line_plot(series, xlabel="perturbation", ylabel=metric, xticklabels=ticks,
+                            threshold=_number(check.get("threshold")), size=(4.6, 2.7))
+    return _data_uri(png)
+
+
+def _search(checks: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """What the hypothesis search found: the shrunk counterexample, or how many it tried."""
+    for check in checks:
+        details = _details(check)
+        if "counterexample" not in details and "examples_kept" not in details:
+            continue
         example = _mapping(details.get("counterexample"))
+        budget = ", ".join(f"{key.replace('_', ' ')} {fmt(value)}"
+                           for key, value in _mapping(details.get("budget")).items())
         if example:
-            counterexamples.append({"label": _label(check),
-                                    "rows": [(str(k), fmt(v)) for k, v in example.items()]})
-    plots = [{"metric": metric, "src": _data_uri(figures.line_plot(
-        series, xlabel="noise level", ylabel=metric))} for metric, series in by_metric.items()]
-    return {"plots": plots, "counterexamples": counterexamples}
+            text = example.get("text") or fmt({k: v for k, v in example.items() if k != "text"})
+            return {"found": True, "text": fmt(text), "budget": budget,
+                    "rows": [(str(k), fmt(v)) for k, v in example.items() if k != "text"]}
+        return {"found": False, "budget": budget, "rows": [],
+                "text": f"hypothesis found none in {fmt(details.get('examples_kept', UNKNOWN))} examples"}
+    return None
+
+
+# --------------------------------------------------------------------------- comparison
+CheckKey = tuple[str, str, str]
+
+
+def _keyed(checks: Sequence[Mapping[str, Any]]) -> dict[CheckKey, Mapping[str, Any]]:
+    keyed: dict[CheckKey, Mapping[str, Any]] = {}
+    for check in checks:
+        key = (fmt(check.get("audit", UNKNOWN)), fmt(check.get("metric", UNKNOWN)), fmt(check.get("method")))
+        keyed.setdefault(key, check)
+    return keyed
+
+
+def _delta(mine: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None) -> tuple[str, str]:
+    """(this value minus the other's, "better"/"worse"/"" by the check's direction)."""
+    a = _number(mine.get("value")) if mine else None
+    b = _number(theirs.get("value")) if theirs else None
+    if a is None or b is None:
+        return "", ""
+    difference = a - b
+    direction = (mine or {}).get("direction") or (theirs or {}).get("direction")
+    if difference == 0 or direction not in ("higher", "lower"):
+        return f"{difference:+.4g}", ""
+    return f"{difference:+.4g}", "better" if (difference > 0) == (direction == "higher") else "worse"
+
+
+def comparison(results: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+    """One row per (audit, metric, method) present in either run, verdict changes first."""
+    mine, theirs = _keyed(_checks(results)), _keyed(_checks(other))
+    rows = []
+    for key in [*mine, *(k for k in theirs if k not in mine)]:
+        a, b = mine.get(key), theirs.get(key)
+        status, other_status = (check_status(a) if a else "absent"), (check_status(b) if b else "absent")
+        delta, change = _delta(a, b)
+        rows.append({"audit": key[0], "metric": key[1], "method": key[2],
+                     "value": fmt(a.get("value")) if a else "—", "status": status,
+                     "other_value": fmt(b.get("value")) if b else "—", "other_status": other_status,
+                     "delta": delta, "change": change, "differs": status != other_status})
+    rows.sort(key=lambda row: not row["differs"])  # stable: each group keeps the run's order
+    model, environment = _mapping(other.get("model")), _mapping(other.get("environment"))
+    return {"spec": fmt(model.get("spec", UNKNOWN)), "verdict": verdict(other).upper(),
+            "started": fmt(environment.get("started_utc", UNKNOWN)), "rows": rows,
+            "changed": sum(row["differs"] for row in rows)}
 
 
 # --------------------------------------------------------------------------- page
@@ -430,13 +587,16 @@ def _galleries(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | No
 
 
 def render(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None = None, *,
-           colormap: str = "jet", max_gallery: int = 200, notes: Sequence[str] = ()) -> str:
+           colormap: str = "jet", max_gallery: int = MAX_GALLERY, notes: Sequence[str] = (),
+           compare: Mapping[str, Any] | None = None) -> str:
     """The HTML page for ``results`` (results.json-shaped) and optional ``arrays`` (maps.npz).
 
     Args:
         colormap: any matplotlib colormap; "cividis" is colour-blind safe.
         max_gallery: most gallery rows drawn; a note says how many were left out.
         notes: extra warnings to show at the top (e.g. an unreadable maps file).
+        compare: another run's results (e.g. the clean model's, beside a shortcut model's):
+            adds a section with both runs' value and verdict for every check.
     """
     figures.colormap_named(colormap)  # fail early on a typo, before any drawing
     model, images = _mapping(results.get("model")), _mapping(results.get("images"))
@@ -446,9 +606,11 @@ def render(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None =
     ran, skipped = check_tables(checks)
     drawn, array_notes = _galleries(results, arrays, colormap, max_gallery)
     outcome = verdict(results)
+    not_run = [fmt(n) for n in _sequence(results.get("not_run"))]
     return _environment_of_template().get_template(TEMPLATE).render(
         verdict=outcome.upper(), verdict_css=VERDICT_CSS.get(outcome, "unknown"),
-        counts=_counts(results), not_run=[fmt(n) for n in _sequence(results.get("not_run"))],
+        stopped=results.get("status") == "incomplete" or bool(not_run),
+        counts=_counts(results), not_run=not_run, errors=errors(results),
         title=fmt(model.get("spec", UNKNOWN)), schema=fmt(results.get("schema", UNKNOWN)),
         model=_model_rows(model), image_set=_image_set(images),
         environment=_environment(_mapping(results.get("environment"))),
@@ -456,6 +618,7 @@ def render(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None =
         localisation=localisation(checks, {str(i.get("id")): class_of(i, class_names) for i in items},
                                   class_names),
         sanity=drawn["sanity"], stability=stability(checks), gallery=drawn["gallery"],
+        comparison=comparison(results, compare) if isinstance(compare, Mapping) else None,
         notes=[*notes, *array_notes], colormap=colormap)
 
 
@@ -498,12 +661,37 @@ def write_text_atomically(path: Path, text: str) -> None:
         raise
 
 
-def write_report(report_dir: Path, *, colormap: str = "jet", max_gallery: int = 200) -> Path:
-    """Read ``report_dir/results.json`` (and ``maps.npz`` if present); write ``index.html``."""
+def load_compare(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+    """Another run's results.json (or the folder holding one), or None and a note saying why not."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    try:
+        other = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:  # missing, unreadable, not UTF-8, not JSON
+        return None, [f"The run to compare with ({path}) could not be read ({type(exc).__name__}: "
+                      f"{exc}): no comparison is shown."]
+    if not isinstance(other, dict):
+        return None, [f"The run to compare with ({path}) is not a results object: no comparison is shown."]
+    return other, []
+
+
+def write_report(report_dir: Path, *, colormap: str = "jet", max_gallery: int = MAX_GALLERY,
+                 compare_path: Path | None = None) -> Path:
+    """Read ``report_dir/results.json`` (and ``maps.npz`` if present); write ``index.html``.
+
+    Args:
+        compare_path: another run's results.json (or its folder) to compare with; a missing or
+            corrupt one leaves a note on the page, never an exception.
+    """
     report_dir = Path(report_dir)
     results = json.loads((report_dir / "results.json").read_text(encoding="utf-8"))
     arrays, notes = load_arrays(report_dir / "maps.npz")
-    page = render(results, arrays, colormap=colormap, max_gallery=max_gallery, notes=notes)
+    other = None
+    if compare_path is not None:
+        other, compare_notes = load_compare(compare_path)
+        notes += compare_notes
+    page = render(results, arrays, colormap=colormap, max_gallery=max_gallery, notes=notes, compare=other)
     target = report_dir / "index.html"
     write_text_atomically(target, page)
     return target
@@ -515,10 +703,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("report_dir", nargs="?", default="reports", type=Path,
                         help="folder with results.json (and maps.npz); default: reports")
     parser.add_argument("--colormap", default="jet", help="e.g. cividis (colour-blind safe)")
-    parser.add_argument("--max-gallery", type=int, default=200, help="most gallery rows")
+    parser.add_argument("--max-gallery", type=int, default=MAX_GALLERY,
+                        help=f"most gallery rows (default {MAX_GALLERY})")
+    parser.add_argument("--compare", type=Path, default=None, metavar="OTHER/results.json",
+                        help="another run to compare with, e.g. the clean model's results.json")
     args = parser.parse_args(argv)
     try:
-        path = write_report(args.report_dir, colormap=args.colormap, max_gallery=args.max_gallery)
+        path = write_report(args.report_dir, colormap=args.colormap, max_gallery=args.max_gallery,
+                            compare_path=args.compare)
     except (OSError, ValueError) as exc:  # missing/invalid results.json, unknown colormap
         print(f"heatcheck.report: {exc}", file=sys.stderr)
         return 2

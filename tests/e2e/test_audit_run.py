@@ -110,7 +110,9 @@ def test_second_run_with_nothing_changed_computes_no_map(pytester):
     assert cold["passes"]["run"] > 0
     assert warm["passes"]["run"] == 0
     assert warm["passes"]["cache_hits"] > 0
-    assert fresh["passes"]["run"] == cold["passes"]["run"]
+    # without the cache nothing is reused, not even maps hypothesis asks for twice
+    assert fresh["passes"]["run"] >= cold["passes"]["run"]
     assert [c["value"] for c in warm["checks"]] == [c["value"] for c in cold["checks"]]
+    assert [c["value"] for c in fresh["checks"]] == [c["value"] for c in cold["checks"]]
     # sharing passes between methods and audits: well under what per-audit toolkits would run
     assert cold["passes"]["run"] <= 0.6 * cold["passes"]["unshared"]
