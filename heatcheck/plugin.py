@@ -6,8 +6,10 @@ Nothing here imports TensorFlow: `pytest --help` and collection stay fast.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -214,6 +216,14 @@ def environment(config: pytest.Config) -> dict[str, object]:
     return env
 
 
+CHECKPOINT_S = 5.0  # at most one incomplete-report checkpoint per this many seconds
+
+
+def _terminate_as_interrupt(signum: int, frame: object) -> None:
+    # SIGTERM (CI cancelling a job, `kill`) ends the run like Ctrl-C, so the report is written.
+    raise KeyboardInterrupt(f"terminated by signal {signum}")
+
+
 class AuditSession:
     """Per-session hooks that need the config: outcome bookkeeping and writing the report."""
 
@@ -222,6 +232,7 @@ class AuditSession:
         self.store = config.stash[STORE_KEY]
         self.settings = config.stash[SETTINGS_KEY]
         self.done: set[str] = set()
+        self._last_write = time.monotonic()
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.nodeid not in self.config.stash[AUDIT_ITEMS_KEY]:
@@ -239,18 +250,37 @@ class AuditSession:
     def pytest_keyboard_interrupt(self) -> None:
         self.store.interrupted = True
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        if not self.config.stash[AUDIT_ITEMS_KEY]:
+            return
+        # A run killed midway must still leave a readable report, marked incomplete: clear
+        # the last run's galleries, write a first checkpoint now and more as tests finish.
+        (self.settings.report_dir / "maps.npz").unlink(missing_ok=True)
+        self._write(final=False)
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate_as_interrupt)
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        due = time.monotonic() - self._last_write > CHECKPOINT_S
+        if due and nodeid in self.config.stash[AUDIT_ITEMS_KEY]:
+            self._write(final=False)
+
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        audit_items = self.config.stash[AUDIT_ITEMS_KEY]
-        if not audit_items:
-            return  # the project's own tests: no audit ran, no report
-        self.store.not_run = [nodeid for nodeid in audit_items if nodeid not in self.done]
-        self.store.environment = {**environment(self.config), **self.store.environment}
-        # What running each check on its own with fresh maps would have cost (per-metric toolkits).
-        self.store.passes["unshared"] = sum(int(c.details.get("passes_alone", 0)) for c in self.store.checks)
-        self.store.write(self.settings.report_dir)
+        if self.config.stash[AUDIT_ITEMS_KEY]:  # the project's own tests write no report
+            self._write(final=True)
+
+    def _write(self, *, final: bool) -> None:
+        """results.json and index.html; galleries (maps.npz) only at the end of the session."""
         from heatcheck.report import write_report
 
-        write_report(self.settings.report_dir)
+        self.store.not_run = [n for n in self.config.stash[AUDIT_ITEMS_KEY] if n not in self.done]
+        self.store.environment = {**self.store.environment, **environment(self.config)}
+        # What running each check on its own with fresh maps would have cost (per-metric toolkits).
+        self.store.passes["unshared"] = sum(int(c.details.get("passes_alone", 0)) for c in self.store.checks)
+        self.store.write(self.settings.report_dir, arrays=final)
+        write_report(self.settings.report_dir, colormap=self.settings.colormap,
+                     compare_path=Path(self.settings.compare) if self.settings.compare else None)
+        self._last_write = time.monotonic()
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         # Printed after pytest's own summary so that the run ends with the verdict and the path.

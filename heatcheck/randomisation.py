@@ -104,6 +104,10 @@ def working_copy(model: Any) -> Any:
     return copy
 
 
-def apply(model: Any, weights: dict[str, list[np.ndarray]]) -> None:
+def apply(model: Any, weights: dict[str, list[np.ndarray]], current: dict[str, list[np.ndarray]]) -> None:
+    """Set ``weights`` on ``model``, touching only layers whose arrays differ from ``current``
+    (a step changes one group; copying every layer's weights each step would dominate)."""
     for name, values in weights.items():
-        model.get_layer(name).set_weights(values)
+        if current.get(name) is not values:
+            model.get_layer(name).set_weights(values)
+            current[name] = values

@@ -23,6 +23,19 @@ def _finite_or_none(value: float | None) -> float | None:
     return round(value, 6) if math.isfinite(value) else None
 
 
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float (anywhere inside) replaced by None."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float | np.floating):
+        return _finite_or_none(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
 @dataclass
 class Check:
     """One gated number: an audit × metric × method, its value, threshold and verdict."""
@@ -47,7 +60,7 @@ class Check:
             "direction": self.direction, "passed": self.passed, "status": self.status,
             "reason": self.reason, "threshold_source": self.threshold_source,
             "per_image": {k: _finite_or_none(v) for k, v in self.per_image.items()},
-            "details": self.details,
+            "details": json_safe(self.details),
         }
 
 
@@ -107,11 +120,11 @@ class ResultStore:
             "errors": self.errors, "not_run": self.not_run, "passes": self.passes,
         }
 
-    def write(self, report_dir: Path) -> Path:
+    def write(self, report_dir: Path, *, arrays: bool = True) -> Path:
         """Write results.json (and maps.npz for the report's galleries) atomically."""
         path = report_dir / "results.json"
         atomic_write(path, (json.dumps(self.to_json(), indent=1, allow_nan=False) + "\n").encode())
-        if self.arrays:
+        if arrays and self.arrays:
             import io
 
             buffer = io.BytesIO()

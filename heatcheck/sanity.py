@@ -53,7 +53,8 @@ class RandomisationRun:
 
 
 def model_randomisation(provider: MapProvider, images: LabelledImages, methods: tuple[str, ...],
-                        seed: int, grouping: str = "block") -> RandomisationRun:
+                        seed: int, grouping: str = "block",
+                        kinds: tuple[str, ...] = ("cascading", "independent")) -> RandomisationRun:
     """Cascading and independent randomisation of the provider's model, every step batched."""
     model = provider.audit_model
     work = working_copy(model.logits_model)
@@ -68,9 +69,11 @@ def model_randomisation(provider: MapProvider, images: LabelledImages, methods: 
 
     run = RandomisationRun(images.ids, [s.name for s in randomiser.steps], explain("original"),
                            {m: [] for m in methods}, {m: [] for m in methods})
-    for kind, steps in (("cascading", randomiser.cascading()), ("independent", randomiser.independent())):
-        for step, weights in steps:
-            apply(work, weights)
+    schedules = {"cascading": randomiser.cascading, "independent": randomiser.independent}
+    current = randomiser.weights(set())  # the working copy starts with the original weights
+    for kind in kinds:
+        for step, weights in schedules[kind]():
+            apply(work, weights, current)
             for m, maps in explain(f"{kind}:{step.name}").items():
                 getattr(run, kind)[m].append(maps)
     provider.extra_passes += engine.passes

@@ -1,0 +1,195 @@
+"""Speed benchmarks: ``python -m benchmarks.run`` (``make bench``) prints one JSON line per workload.
+
+W1  the seed workload (VGG16 weights=None, 4 images 224², Saliency, SmoothGrad(20, 0.2),
+    Grad-CAM, Grad-CAM++): the compiled engine vs tf-keras-vis vs the compiled-gradient floor.
+W2  `make audit`'s default run, cold map cache and warm.
+W3  pointing game, cascading randomisation and max-sensitivity: heatcheck vs the floor (and
+    vs Quantus, when ``benchmarks/quantus_side.py`` can run in ``.venv-quantus``).
+
+Everything is measured in this one run, interleaved, so ratios compare like with like: the
+same call varies by ±20 % from run to run on shared 2-core machines. ``--quick`` runs every
+workload at toy size to check that the script works (the tests do that).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SEED_CLASSES = [285, 277, 330, 675]  # the seed notebook's cat, fox, rabbit, "rat" (675)
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def emit(line: dict[str, Any]) -> None:
+    print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in line.items()}), flush=True)
+
+
+def seed_workload(quick: bool) -> tuple[Any, np.ndarray, np.ndarray]:
+    """The model and inputs of W1: VGG16 (random weights, seeded) and 4 preprocessed images."""
+    import keras
+
+    from heatcheck.preprocess import caffe
+
+    keras.utils.set_random_seed(0)
+    size = 64 if quick else 224
+    model = keras.applications.VGG16(weights=None, input_shape=(size, size, 3), classes=1000)
+    pixels = np.random.default_rng(0).uniform(0, 255, (4, size, size, 3)).astype(np.float32)
+    return model, caffe(pixels), np.array(SEED_CLASSES)
+
+
+def floor_passes(logits_model: Any, conv: str, x: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Seconds of one compiled input-gradient pass, one compiled Grad-CAM pass, one forward pass."""
+    import keras
+    import tensorflow as tf
+
+    cam_model = keras.Model(logits_model.inputs, [logits_model.output, logits_model.get_layer(conv).output])
+
+    @tf.function
+    def grad(x: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            score = tf.gather(logits_model(x), y, axis=1, batch_dims=1)
+        return tape.gradient(score, x)
+
+    @tf.function
+    def cam(x: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            logits, act = cam_model(x)
+            score = tf.gather(logits, y, axis=1, batch_dims=1)
+        return act, tape.gradient(score, act)
+
+    forward = tf.function(lambda x: logits_model(x))
+    xt, yt = tf.constant(x), tf.constant(labels.astype(np.int32))
+    for fn in (lambda: grad(xt, yt), lambda: cam(xt, yt), lambda: forward(xt)):
+        fn()  # trace once, outside the timing
+    return {"grad": timed(lambda: grad(xt, yt).numpy())[0], "cam": timed(lambda: cam(xt, yt)[1].numpy())[0],
+            "forward": timed(lambda: forward(xt).numpy())[0]}
+
+
+def tf_keras_vis_seed(model: Any, x: np.ndarray, samples: int) -> float:
+    """The seed notebook's calls, visualizer clones included."""
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.utils.model_modifiers import ReplaceToLinear
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    score = CategoricalScore(SEED_CLASSES)
+    start = time.perf_counter()
+    saliency = Saliency(model, model_modifier=ReplaceToLinear(), clone=True)
+    saliency(score, x)
+    np.random.seed(0)  # noqa: NPY002 -- tf-keras-vis draws SmoothGrad noise from the global generator
+    saliency(score, x, smooth_samples=samples, smooth_noise=0.2)
+    Gradcam(model, model_modifier=ReplaceToLinear(), clone=True)(score, x, penultimate_layer=-1)
+    GradcamPlusPlus(model, model_modifier=ReplaceToLinear(), clone=True)(score, x, penultimate_layer=-1)
+    return time.perf_counter() - start
+
+
+def w1(quick: bool) -> dict[str, Any]:
+    from heatcheck import models
+    from heatcheck.explain.compiled import CompiledEngine
+    from heatcheck.settings import METHODS
+
+    samples = 2 if quick else 20
+    model, x, labels = seed_workload(quick)
+    audit_model = models.wrap(model, "vgg16", "benchmark", preprocess="caffe")
+    floor = floor_passes(audit_model.logits_model, audit_model.conv_layer or "", x, labels)
+    floor_s = floor["grad"] * (1 + samples) + 2 * floor["cam"]
+    engine_build_s, engine = timed(lambda: CompiledEngine(audit_model.logits_model, audit_model.conv_layer,
+                                                          audit_model.device, max_batch=128))
+    run = lambda methods: engine.explain_many(methods, x, labels, normalise=True,  # noqa: E731
+                                              smooth_samples=samples, seed=0)
+    trace_s, _ = timed(lambda: run(METHODS))  # first call traces the passes
+    engine_s, _ = timed(lambda: run(METHODS))
+    cams_s, _ = timed(lambda: run(("gradcam", "gradcampp")))
+    tfkv_s = tf_keras_vis_seed(model, x, samples)
+    return {"workload": "W1", "engine_s": engine_s, "tf_keras_vis_s": tfkv_s, "floor_s": floor_s,
+            "engine_vs_floor": engine_s / floor_s, "tf_keras_vis_vs_engine": tfkv_s / engine_s,
+            "engine_first_call_s": engine_build_s + trace_s, "gradcam_pair_s": cams_s,
+            "forward_s": floor["forward"], "gradcam_pair_vs_forward": cams_s / floor["forward"],
+            "grad_pass_s": floor["grad"], "cam_pass_s": floor["cam"], "smooth_samples": samples}
+
+
+def w2(quick: bool) -> dict[str, Any]:
+    """`pytest audits/` as `make audit` runs it, in a subprocess, cold then warm."""
+    with tempfile.TemporaryDirectory() as tmp:
+        args = [sys.executable, "-m", "pytest", str(REPO / "audits"), "-q", "-p", "no:cacheprovider",
+                "--report-dir", f"{tmp}/reports", "--cache-dir", f"{tmp}/cache"]
+        if quick:
+            args += ["--profile", "smoke", "--methods", "saliency,gradcam"]
+        times, passes = [], []
+        for _ in range(2):
+            seconds, _ = timed(lambda: subprocess.run(args, cwd=REPO, capture_output=True, check=False))
+            results = json.loads(Path(f"{tmp}/reports/results.json").read_text())
+            times.append(seconds)
+            passes.append(results["passes"])
+    return {"workload": "W2", "cold_s": times[0], "warm_s": times[1], "warm_vs_cold": times[1] / times[0],
+            "passes_run_cold": passes[0]["run"], "passes_unshared": passes[0]["unshared"],
+            "passes_run_warm": passes[1]["run"], "run_vs_unshared": passes[0]["run"] / passes[0]["unshared"]}
+
+
+def w3(quick: bool, quantus: dict[str, float | str]) -> list[dict[str, Any]]:
+    from benchmarks.metrics_side import heatcheck_metrics
+
+    lines = []
+    for metric, values in heatcheck_metrics(quick).items():
+        peer = quantus.get(metric)
+        lines.append({"workload": "W3", "metric": metric, **values,
+                      "quantus_s": peer if isinstance(peer, float) else None,
+                      **({"quantus_note": quantus["note"]} if "note" in quantus else {})})
+    return lines
+
+
+def quantus_times(quick: bool) -> dict[str, float | str]:
+    """Run the Quantus side in its own virtualenv (Quantus pins keras<3); a note when absent."""
+    python = REPO / ".venv-quantus" / "bin" / "python"
+    if not python.exists():
+        return {"note": "Quantus not measured: .venv-quantus missing (make bench-peers creates it)"}
+    out = subprocess.run([str(python), "-m", "benchmarks.quantus_side", *(["--quick"] if quick else [])],
+                         cwd=REPO, capture_output=True, text=True, check=False)
+    try:
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    except (IndexError, ValueError):
+        return {"note": f"Quantus side failed: {(out.stderr or out.stdout).strip().splitlines()[-1:]}"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="toy sizes: checks the script, not speed")
+    parser.add_argument("--workloads", default="W1,W2,W3")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    emit({"machine": platform.node(), "cpu_count": os.cpu_count(), "python": platform.python_version(),
+          "tensorflow": tf.__version__, "gpu": [d.name for d in tf.config.list_physical_devices("GPU")],
+          "quick": args.quick})
+    chosen = args.workloads.split(",")
+    if "W1" in chosen:
+        emit(w1(args.quick))
+    if "W2" in chosen:
+        emit(w2(args.quick))
+    if "W3" in chosen:
+        for line in w3(args.quick, quantus_times(args.quick)):
+            emit(line)
+
+
+if __name__ == "__main__":
+    main()
