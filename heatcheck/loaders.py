@@ -218,12 +218,16 @@ def _folder_rows(spec: str, root: Path, class_names: tuple[str, ...]) -> tuple[l
     for sub in ("images", "masks"):
         if not (root / sub).is_dir():
             raise ImageError(f"{spec}: no {sub}/ folder (expected images/<class>/ and masks/<class>/)")
-    classes = sorted(p.name for p in (root / "images").iterdir() if p.is_dir() and not p.name.startswith("."))
+    try:
+        classes = sorted(p.name for p in (root / "images").iterdir()
+                         if p.is_dir() and not p.name.startswith("."))
+        rows = [_folder_row(root, name, file)
+                for name in classes for file in _image_files(root / "images" / name)]
+    except OSError as err:
+        raise ImageError(_one_line(f"{spec}: cannot list the folder: {err}")) from None
     if not class_names and not all(_INTEGER.fullmatch(name) for name in classes):
         # Folder names that are not all indices are class names in sorted order, as Keras numbers them.
         class_names = tuple(classes)
-    rows = [_folder_row(root, name, file)
-            for name in classes for file in _image_files(root / "images" / name)]
     if not rows:
         raise ImageError(f"{spec}: no images found in images/<class>/ folders")
     return rows, class_names
@@ -285,12 +289,12 @@ def _resolve(cell: str, what: str, context: _Context) -> Path:
     return path
 
 
-def _decode(path: Path, what: str) -> Image.Image:
-    """The decoded image file, or _RowProblem saying why it cannot be read."""
+def _decode(path: Path, what: str, to_array: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+    """The image file decoded and turned into an array, or _RowProblem saying why it cannot be."""
     try:
         with Image.open(path) as opened:
             opened.load()
-            return opened.copy()
+            return to_array(opened)
     except UnidentifiedImageError:
         raise _RowProblem(f"{what} is not an image file (unknown format)") from None
     # Pillow's decoders raise OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
@@ -300,8 +304,11 @@ def _decode(path: Path, what: str) -> Image.Image:
 
 
 def _read_image(path: Path) -> np.ndarray:
+    return _decode(path, "image", _rgb_pixels)
+
+
+def _rgb_pixels(image: Image.Image) -> np.ndarray:
     """RGB uint8 pixels (h, w, 3) from any PIL mode."""
-    image = _decode(path, "image")
     if image.mode.startswith("I;16"):
         # convert("RGB") would clip 16-bit values at 255; scale 0..65535 onto 0..255 instead.
         gray = np.rint(np.asarray(image, dtype=np.float64) / 257).astype(np.uint8)
@@ -314,8 +321,12 @@ def _read_image(path: Path) -> np.ndarray:
 
 
 def _read_mask(path: Path) -> np.ndarray:
-    """A boolean mask: any non-zero channel is object (RGB, palette and alpha masks alike)."""
-    pixels = np.asarray(_decode(path, "mask"))
+    return _decode(path, "mask", _mask_pixels)
+
+
+def _mask_pixels(image: Image.Image) -> np.ndarray:
+    """A boolean mask: any non-zero channel is object (grey, RGB, palette and alpha masks alike)."""
+    pixels = np.asarray(image)
     return np.asarray(pixels.any(axis=-1) if pixels.ndim == 3 else pixels != 0, dtype=bool)
 
 

@@ -287,6 +287,8 @@ class AuditSession:
         terminalreporter = config.pluginmanager.get_plugin("terminalreporter")
         if terminalreporter is None or not self.config.stash[AUDIT_ITEMS_KEY]:
             return
+        for line in self.store.input_errors:
+            terminalreporter.write_line(f"heatcheck: input error: {line}", yellow=True)
         s = self.store.summary()
         verdict = self.store.verdict().upper()
         terminalreporter.write_line(

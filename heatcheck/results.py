@@ -94,6 +94,7 @@ class ResultStore:
     passes: dict[str, int] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     interrupted: bool = False
+    input_errors: list[str] = field(default_factory=list)  # one line per rejected input, for the terminal
 
     def add(self, check: Check) -> Check:
         self.checks.append(check)
