@@ -159,7 +159,7 @@ def gallery_row(image: np.ndarray, mask: np.ndarray, maps: Sequence[tuple[str, n
 
 
 def sanity_grid(rows: Sequence[tuple[str, np.ndarray]], step_labels: Sequence[str], *,
-                colormap: str = "jet", panel_px: int = 72, photo: np.ndarray | None = None,
+                colormap: str = "jet", panel_px: int = 80, photo: np.ndarray | None = None,
                 heading: str | None = None) -> bytes:
     """Cascading randomisation maps of one image: one row per method, one column per step.
 
@@ -252,11 +252,13 @@ def _legend(ax: Any, **kwargs: Any) -> None:
 
 def line_plot(series: Sequence[Series], *, xlabel: str, ylabel: str,
               xticklabels: Sequence[str] | None = None, logx: bool = False,
-              threshold: float | None = None, size: tuple[float, float] = (5.6, 2.8)) -> bytes:
-    """A small line plot with one marked line per series and a legend.
+              threshold: float | None = None, size: tuple[float, float] = (5.6, 2.8),
+              ylim: tuple[float, float] | None = None) -> bytes:
+    """A small line plot with one marked line per series and a legend right of it.
 
     Args:
-        threshold: drawn as a grey dashed horizontal line labelled "threshold".
+        threshold: drawn as a grey dotted horizontal line labelled "threshold".
+        ylim: fixed y range, so that plots of one bounded metric compare at a glance.
     """
     fig = Figure(figsize=size, dpi=DPI)
     ax = fig.subplots()
@@ -266,10 +268,13 @@ def line_plot(series: Sequence[Series], *, xlabel: str, ylabel: str,
     _ticks(ax, xticklabels)
     if logx:
         ax.set_xscale("log")
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.set_xlabel(xlabel, fontsize=8, parse_math=False)
     ax.set_ylabel(ylabel, fontsize=8, parse_math=False)
     if series:
-        _legend(ax)
+        # Outside the axes: inside, it hides the points near 1 that a stable map has.
+        _legend(ax, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     return to_png(fig)
 

@@ -98,26 +98,109 @@ def test_one_image_per_gallery_row_and_nothing_else_without_details() -> None:
     assert img_count(html) == 3
 
 
+STEPS = ["predictions", "dense", "last_conv"]
+LEVELS = ["gaussian:0.01", "gaussian:0.05", "brightness:0.05", "brightness:-0.05"]
+COUNTEREXAMPLE_TEXT = ("gradcam breaks at σ = 0.00781, brightness +0.031 (noise seed 7) on image img-2: "
+                       "SSIM 0.412")
+
+
+def sanity_check(metric: str, method: str) -> dict[str, Any]:
+    return {"audit": "sanity", "metric": metric, "method": method, "value": 0.2, "threshold": 0.5,
+            "direction": "lower", "status": "passed",
+            "details": {"steps": STEPS, "curve": [0.8, 0.5, 0.2], "independent_curve": [0.8, 0.6, 0.4]}}
+
+
+def stability_checks(method: str, *, found: bool) -> list[dict[str, Any]]:
+    """map_ssim per level, a sensitivity, and the hypothesis search (with or without a find)."""
+    counterexample = {"image": "img-2", "sigma": 0.0078125, "brightness": 0.03125, "seed": 7,
+                      "similarity": 0.412, "text": COUNTEREXAMPLE_TEXT} if found else None
+    return [
+        {"audit": "stability", "metric": "map_ssim", "method": method, "value": 0.83, "threshold": 0.7,
+         "direction": "higher", "status": "passed",
+         "details": {"levels": LEVELS, "values": [0.95, 0.8, 0.9, None], "discarded_share": 0.0625,
+                     "relative_input_stability": 3.5}},
+        {"audit": "stability", "metric": "max_sensitivity", "method": method, "value": 0.1,
+         "threshold": 0.6, "direction": "lower", "status": "passed",
+         "details": {"levels": LEVELS, "values": [0.05, 0.1, 0.07, 0.08], "discarded_share": 0.0625}},
+        {"audit": "stability", "metric": "map_ssim_property", "method": method,
+         "value": 0.412 if found else 0.9, "threshold": 0.5, "direction": "higher",
+         "status": "failed" if found else "passed",
+         "details": {"budget": {"max_sigma": 0.01, "max_brightness": 0.05, "max_examples": 10},
+                     "examples_kept": 9, "counterexample": counterexample}},
+    ]
+
+
+def sanity_arrays(images: int) -> dict[str, np.ndarray]:
+    arrays = make_arrays()
+    arrays["sanity/gradcam"] = np.random.default_rng(1).random((4, images, SIZE, SIZE))
+    arrays["sanity/saliency"] = np.random.default_rng(2).random((4, images, SIZE, SIZE))
+    arrays["sanity_ids"] = np.array(["img-0", "img-2", "img-1"][:images])
+    return arrays
+
+
+def section(html: str, name: str) -> str:
+    start = html.index(f'<section id="{name}"')
+    return html[start:html.index("</section>", start)]
+
+
 def test_sanity_and_stability_figures_are_added_when_their_data_is_there() -> None:
     results = make_results()
-    steps = ["predictions", "dense", "last_conv"]
     results["checks"] += [
-        {"audit": "sanity", "metric": "ssim", "method": "gradcam", "value": 0.2, "threshold": 0.5,
-         "direction": "lower", "passed": True, "status": "passed",
-         "details": {"steps": steps, "curve": [0.8, 0.5, 0.2]}},
-        {"audit": "stability", "metric": "max_sensitivity", "method": "gradcam", "value": 0.1,
-         "threshold": 0.2, "direction": "lower", "passed": True, "status": "passed",
-         "details": {"levels": [0.01, 0.05], "values": [0.05, 0.1],
-                     "counterexample": {"image": "img-2", "sigma": 0.031}}},
-    ]
-    arrays = make_arrays()
-    arrays["sanity/gradcam"] = np.random.default_rng(1).random((4, 2, SIZE, SIZE))
-    arrays["sanity_ids"] = np.array(["img-0", "img-2"])
-    html = report.render(results, arrays)
-    # 3 gallery rows + randomisation grid + similarity curves + stability plot
-    assert img_count(html) == 6
-    assert "Counterexample" in html
-    assert "0.031" in html
+        sanity_check("cascading_ssim", "gradcam"), sanity_check("cascading_ssim", "saliency"),
+        *stability_checks("gradcam", found=True), *stability_checks("saliency", found=False)]
+    html = report.render(results, sanity_arrays(2))
+    # 3 gallery rows + 2 randomisation grids (two images) + 1 curves figure + 1 map-SSIM plot per method
+    assert img_count(html) == 3 + 2 + 1 + 2
+    sanity_html = section(html, "sanity")
+    assert "Image img-0:" in sanity_html
+    assert "Image img-2:" in sanity_html
+    assert "dashed, independent randomisation" in sanity_html
+
+
+@pytest.mark.parametrize(("images", "grids"), [(1, 1), (2, 2), (3, 2)])
+def test_one_or_two_images_of_cascading_randomisation(images: int, grids: int) -> None:
+    html = report.render(make_results(), sanity_arrays(images))
+    assert section(html, "sanity").count("<img") == grids
+
+
+def test_sanity_curves_come_from_either_curve_alone() -> None:
+    check = sanity_check("cascading_ssim", "gradcam")
+    del check["details"]["curve"]
+    assert report.sanity_curves([check]) is not None
+    check["details"].pop("independent_curve")
+    assert report.sanity_curves([check]) is None
+
+
+def test_stability_shows_the_counterexample_in_a_highlighted_box() -> None:
+    results = make_results()
+    results["checks"] += stability_checks("gradcam", found=True)
+    stability_html = section(report.render(results), "stability")
+    found = stability_html[stability_html.index('class="found"'):]
+    assert "Smallest breaking perturbation found" in found
+    assert COUNTEREXAMPLE_TEXT in found
+    assert "6.2%" in stability_html  # discarded share
+    assert "3.5" in stability_html  # relative input stability
+    assert stability_html.count("<img") == 1
+
+
+def test_stability_says_when_hypothesis_found_nothing() -> None:
+    results = make_results()
+    results["checks"] += stability_checks("saliency", found=False)
+    stability_html = section(report.render(results), "stability")
+    assert 'class="found"' not in stability_html
+    assert "hypothesis found none in 9 examples" in stability_html
+    assert "max sigma 0.01" in stability_html
+
+
+def test_stability_with_numeric_levels_and_no_search() -> None:
+    # An older results file: numeric noise levels, no hypothesis search recorded.
+    results = make_results()
+    results["checks"].append({"audit": "stability", "metric": "map_ssim", "method": "gradcam", "value": 0.9,
+                              "threshold": 0.7, "direction": "higher", "status": "passed",
+                              "details": {"levels": [0.01, 0.05], "values": [0.95, 0.85]}})
+    stability_html = section(report.render(results), "stability")
+    assert stability_html.count("<img") == 1
+    assert "Discarded (prediction changed): unknown" in stability_html
 
 
 def test_page_is_self_contained() -> None:
@@ -172,6 +255,163 @@ def test_colour_blind_colormap_and_unknown_colormap() -> None:
         report.render(make_results(), make_arrays(), colormap="no-such-map")
 
 
+def test_errors_are_listed_and_counted() -> None:
+    results = make_results()
+    results["errors"] = [{"test": "audits/test_sanity.py::test_data_randomisation[gradcam-ssim]",
+                          "when": "setup", "message": "FileNotFoundError: bench:random-labels"}]
+    results["summary"]["errors"] = 1
+    html = report.render(results)
+    assert "1 passed · 1 failed · 1 skipped\n    · 1 error" in html
+    errors_html = html[html.index('id="errors"'):]
+    assert "test_data_randomisation[gradcam-ssim]" in errors_html
+    assert "(in setup)" in errors_html
+    assert "FileNotFoundError: bench:random-labels" in errors_html
+    # the list sits with the checks, before the next section
+    assert html.index('id="errors"') < html.index('id="labels"')
+
+
+def test_errors_alone_make_a_derived_verdict_fail() -> None:
+    results = make_results()
+    del results["verdict"], results["summary"]
+    results["checks"] = [results["checks"][0]]  # one passing check
+    results["errors"] = ["audits/test_sanity.py::test_data_randomisation[noise-ssim]"]
+    html = report.render(results)
+    assert ">FAIL<" in html
+    assert "0 skipped\n    · 1 error" in html
+    assert "no message recorded" in html
+
+
+def test_a_stopped_run_says_what_did_not_run_and_what_the_numbers_are() -> None:
+    results = make_results()
+    results.update(verdict="incomplete", status="incomplete",
+                   not_run=["audits/test_stability.py::test_stability[gradcam-map_ssim]"])
+    banner = html_between(report.render(results), 'id="stopped"', "</div>")
+    assert "test_stability[gradcam-map_ssim]" in banner
+    assert "what was computed before it stopped" in banner
+    results["not_run"] = []  # interrupted: pytest could not say which tests were left
+    banner = html_between(report.render(results), 'id="stopped"', "</div>")
+    assert "was not recorded" in banner
+    assert 'id="stopped"' not in report.render(make_results())
+
+
+def html_between(html: str, start: str, end: str) -> str:
+    """The text from ``start`` to ``end``, runs of white space made one space (as a browser shows it)."""
+    begin = html.index(start)
+    return " ".join(html[begin:html.index(end, begin)].split())
+
+
+def test_thresholds_set_on_the_command_line_are_marked() -> None:
+    results = make_results()
+    results["checks"][0]["threshold_source"] = "command line"
+    results["checks"][1]["threshold_source"] = "pyproject"
+    results["environment"]["thresholds_source"] = {"pointing_game.gradcam": "command line",
+                                                   "energy_pointing_game": "pyproject"}
+    html = report.render(results)
+    table = html_between(html, 'id="checks-table"', "</table>")
+    assert table.count('class="badge"') == 1
+    row = html_between(table, ">pointing_game<", "</tr>")
+    assert ">cli</span>" in row
+    sources = html_between(html, 'id="threshold-sources"', "</details>")
+    assert "Thresholds set on the command line" in sources
+    assert "1 from command line" in sources
+    assert "1 from pyproject" in sources
+
+
+def other_run() -> dict[str, Any]:
+    """The same checks on another model: pointing_game now fails, and one check is new."""
+    other = copy.deepcopy(make_results())
+    other["model"]["spec"] = "bench:shortcut"
+    other["checks"][0].update(value=0.25, status="failed", passed=False)
+    other["checks"].append({"audit": "stability", "metric": "map_ssim", "method": "gradcam", "value": 0.9,
+                            "threshold": 0.7, "direction": "higher", "status": "passed"})
+    return other
+
+
+def test_comparison_has_a_row_per_check_of_either_run_with_changes_first() -> None:
+    html = report.render(make_results(), compare=other_run())
+    compare = section(html, "compare")
+    assert "<h2>Compared with bench:shortcut</h2>" in compare
+    body = compare[compare.index("<tbody>"):]
+    assert body.count("<tr") == 4  # three shared checks (one skipped) and one only in the other run
+    assert body.count('class="differs"') == 2  # pointing_game flips, map_ssim is absent here
+    first = html_between(body, "<tr", "</tr>")
+    assert 'class="differs"' in first
+    assert ">pointing_game<" in first
+    assert 'class="num better">+0.5625<' in first  # 0.8125 - 0.25, higher is better
+    assert ">absent<" in body
+    assert "2 of 4 checks have a different result" in " ".join(compare.split())
+
+
+def test_comparison_with_a_run_without_checks() -> None:
+    compare = section(report.render(make_results(), compare={}), "compare")
+    assert "Compared with unknown" in compare
+    assert compare.count('class="differs"') == 3  # every check is absent from the other run
+
+
+def test_write_report_compares_with_another_runs_file(tmp_path: Path) -> None:
+    (tmp_path / "this").mkdir()
+    (tmp_path / "other").mkdir()
+    write_inputs(tmp_path / "this", make_results(), None)
+    write_inputs(tmp_path / "other", other_run(), None)
+    for target in (tmp_path / "other" / "results.json", tmp_path / "other"):
+        html = report.write_report(tmp_path / "this", compare_path=target).read_text(encoding="utf-8")
+        assert "Compared with bench:shortcut" in html
+
+
+@pytest.mark.parametrize("content", [None, "{not json", "[1, 2]", "\udcff"])
+def test_a_missing_or_corrupt_compare_file_leaves_a_note(tmp_path: Path, content: str | None) -> None:
+    write_inputs(tmp_path, make_results(), None)
+    other = tmp_path / "other.json"
+    if content is not None:
+        other.write_bytes(content.encode("utf-8", "surrogateescape"))
+    html = report.write_report(tmp_path, compare_path=other).read_text(encoding="utf-8")
+    assert 'id="compare"' not in html
+    assert "no comparison is shown" in html
+    assert ">FAIL<" in html
+
+
+def test_main_compares(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write_inputs(tmp_path, make_results(), None)
+    (tmp_path / "other.json").write_text(json.dumps(other_run()), encoding="utf-8")
+    assert report.main([str(tmp_path), "--compare", str(tmp_path / "other.json")]) == 0
+    assert "Compared with bench:shortcut" in (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert report.main([str(tmp_path), "--compare", str(tmp_path / "nowhere.json")]) == 0
+    assert "no comparison is shown" in (tmp_path / "index.html").read_text(encoding="utf-8")
+    capsys.readouterr()
+
+
+def large_audit(count: int, size: int = 64) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """``count`` images, 4 methods, 12 localisation checks with a score per image."""
+    rng = np.random.default_rng(0)
+    ids = [f"img-{k}" for k in range(count)]
+    masks = np.zeros((count, size, size), dtype=bool)
+    masks[:, size // 4: size // 2, size // 4: size // 2] = True
+    arrays = {"ids": np.array(ids), "masks": masks,
+              # noise photos: PNG's worst case, so the measured size is an upper bound
+              "images": rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)}
+    methods = ("saliency", "smoothgrad", "gradcam", "gradcampp")
+    for method in methods:
+        arrays[f"map/{method}"] = rng.random((count, size, size), dtype=np.float32)
+    items = [{"id": i, "label": k % 4, "predicted": k % 4, "confidence": 0.9, "correct": k % 9 != 0}
+             for k, i in enumerate(ids)]
+    checks = [{"audit": "localisation", "metric": metric, "method": method, "value": 0.3, "threshold": 0.5,
+               "direction": "higher", "status": "failed",
+               "per_image": dict(zip(ids, rng.random(count).tolist(), strict=True))}
+              for method in methods for metric in ("pointing_game", "energy_pointing_game", "rank")]
+    results = {"verdict": "fail", "model": {"spec": "big", "class_names": list("abcd")},
+               "images": {"count": count, "items": items}, "checks": checks}
+    return results, arrays
+
+
+def test_a_thousand_images_stay_under_20_mb() -> None:
+    # Measured: 8.8 MB (200 gallery rows of 5 panels, noise photos) in about 4 s on 2 cores.
+    html = report.render(*large_audit(1000))
+    assert len(html.encode("utf-8")) < 20_000_000
+    assert img_count(html) == report.MAX_GALLERY
+    assert f"{report.MAX_GALLERY} of 1000 images shown; {1000 - report.MAX_GALLERY} left out" in html
+    assert f"{1000 - report.MAX_GALLERY} of 1000 images left out" in html
+
+
 # --------------------------------------------------------------------------- escaping
 def _set(results: dict[str, Any], where: str) -> None:
     if where == "class name":
@@ -188,11 +428,19 @@ def _set(results: dict[str, Any], where: str) -> None:
         results["images"]["rejected"][0]["source"] = EVIL
     elif where == "environment":
         results["environment"]["git_commit"] = EVIL
+        results["environment"]["thresholds_source"] = {EVIL: "command line"}
         results["not_run"] = [EVIL]
+    elif where == "error":
+        results["errors"] = [{"test": EVIL, "when": EVIL, "message": EVIL}]
+    elif where == "counterexample":
+        results["checks"] += stability_checks(EVIL, found=True)
+        results["checks"][-1]["details"]["counterexample"]["text"] = EVIL
+        results["checks"][-1]["details"]["budget"] = {EVIL: EVIL}
 
 
 @pytest.mark.parametrize(
-    "where", ["class name", "image id", "model spec", "skip reason", "rejected source", "environment"])
+    "where", ["class name", "image id", "model spec", "skip reason", "rejected source", "environment",
+              "error", "counterexample"])
 def test_user_strings_are_escaped(where: str) -> None:
     results = make_results()
     _set(results, where)
@@ -202,6 +450,18 @@ def test_user_strings_are_escaped(where: str) -> None:
     html = report.render(results, arrays)
     assert "<script>alert" not in html
     assert ESCAPED in html
+
+
+@pytest.mark.parametrize("where", ["spec", "metric", "method"])
+def test_strings_of_the_compared_run_are_escaped(where: str) -> None:
+    other = other_run()
+    if where == "spec":
+        other["model"]["spec"] = EVIL
+    else:
+        other["checks"][-1][where] = EVIL
+    html = report.render(make_results(), compare=other)
+    assert "<script>alert" not in html
+    assert ESCAPED in section(html, "compare")
 
 
 def test_dollar_signs_in_names_do_not_break_the_figures() -> None:

@@ -1,0 +1,104 @@
+"""Bad inputs end to end: `pytest audits/` on a manifest mixing good and bad rows rejects each
+bad row with its one-line reason, audits the rest and still writes the report; a whole-set
+problem stops with one line and the report is still written."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fixtures.bench import CLASS_NAMES, make_bench
+
+REPO = Path(__file__).resolve().parents[2]
+
+pytestmark = pytest.mark.slow
+
+# (id, image, label, mask cells) → the reason results.json must give
+BAD_ROWS = {
+    "bad-1,missing.png,circle,m0.png": "image file not found",
+    "bad-2,notimage.png,circle,m0.png": "not an image file",
+    "bad-3,corrupt.png,circle,m0.png": "cannot read image",
+    "bad-4,i0.png,circle,nomask.png": "mask file not found",
+    "bad-5,i0.png,circle,small.png": "mask is 8x8 but the image is 64x64",
+    "bad-6,i1.png,circle,empty.png": "mask is empty",
+    "bad-7,i2.png,circle,full.png": "mask covers the whole image",
+    "bad-8,i3.png,9,m3.png": "label 9 out of range 0..3",
+    "bad-9,i3.png,zebra,m3.png": "unknown class name 'zebra'",
+    "bad-10,../../etc/passwd,circle,m0.png": "points outside the manifest's folder",
+    "bad-11,/etc/passwd,circle,m0.png": "points outside the manifest's folder",
+    "good-0,i0.png,circle,m0.png": "duplicate id 'good-0'",
+}
+
+
+def write_manifest(folder: Path, good: int = 12) -> Path:
+    images, labels, masks, _ = make_bench(good, seed=9)
+    rows = ["id,image,label,mask"]
+    for i in range(good):
+        Image.fromarray(images[i]).save(folder / f"i{i}.png")
+        Image.fromarray(masks[i].astype(np.uint8) * 255).save(folder / f"m{i}.png")
+        rows.append(f"good-{i},i{i}.png,{CLASS_NAMES[labels[i]]},m{i}.png")
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(folder / "small.png")
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(folder / "empty.png")
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(folder / "full.png")
+    (folder / "notimage.png").write_text("just text")
+    (folder / "corrupt.png").write_bytes((folder / "i0.png").read_bytes()[:200])
+    rows += list(BAD_ROWS)
+    manifest = folder / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    return manifest
+
+
+def run(pytester, *args):
+    report_dir = pytester.path / "reports"
+    result = pytester.runpytest_subprocess(
+        str(REPO / "audits" / "test_labels.py"), str(REPO / "audits" / "test_localisation.py"),
+        f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"), "-p", "no:cacheprovider",
+        "--report-dir", str(report_dir), "--no-cache", *args)
+    results = json.loads((report_dir / "results.json").read_text())
+    assert (report_dir / "index.html").exists()
+    return result, results
+
+
+def test_every_bad_row_is_rejected_with_its_reason_and_the_rest_is_audited(pytester):
+    manifest = write_manifest(pytester.path)
+    result, results = run(pytester, "--images", str(manifest), "--methods", "gradcam")
+    assert result.ret == 0, results["errors"]
+    reasons = [r["reason"] for r in results["images"]["rejected"]]
+    assert len(reasons) == len(BAD_ROWS)
+    for expected in BAD_ROWS.values():
+        assert any(expected in r for r in reasons), (expected, reasons)
+    assert results["images"]["count"] == 12
+    output = result.stdout.str()
+    assert "manifest.csv row 14" in output  # each rejected row named on one line
+
+
+def test_strict_inputs_stop_at_the_first_bad_row(pytester):
+    manifest = write_manifest(pytester.path, good=4)
+    result, results = run(pytester, "--images", str(manifest), "--methods", "gradcam", "--strict-inputs")
+    assert result.ret == 1
+    assert results["verdict"] == "fail"
+    assert "image file not found" in results["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(("setup", "message"), [
+    ("missing-manifest", "manifest not found"),
+    ("missing-column", "missing column 'label'"),
+    ("empty-set", "no usable images"),
+    ("missing-model", "model file not found"),
+])
+def test_whole_set_problems_stop_with_one_line_and_still_write_the_report(pytester, setup, message):
+    manifest = pytester.path / "manifest.csv"
+    args = ["--images", str(manifest)]
+    if setup == "missing-column":
+        manifest.write_text("image,mask\na.png,b.png\n")
+    elif setup == "empty-set":
+        manifest.write_text("image,label,mask\nnothing.png,circle,none.png\n")
+    elif setup == "missing-model":
+        args = ["--model", str(pytester.path / "nope.keras")]
+    result, results = run(pytester, *args)
+    assert result.ret == 1
+    assert results["verdict"] == "fail"
+    assert all(message in e["message"] for e in results["errors"])
+    assert "heatcheck: input error: " in result.stdout.str()
