@@ -60,10 +60,12 @@ def heatcheck_metrics(quick: bool) -> dict[str, dict[str, float]]:
     samples = 4 if quick else SENSITIVITY_SAMPLES
     start = time.perf_counter()
     rng = np.random.default_rng(0)
-    copies = np.concatenate([Perturbation("uniform", 0.2).apply(images.images, rng) for _ in range(samples)])
+    noise = Perturbation("uniform", 0.2)
+    copies = np.concatenate([noise.apply(images.images, rng) for _ in range(samples)])
     labels = np.tile(images.labels, samples)
     copy_maps = provider.explain_many(("saliency",), copies, labels, normalise=False)["saliency"]
-    originals = provider.explain_many(("saliency",), images.images, images.labels, normalise=False)["saliency"]
+    originals = provider.explain_many(("saliency",), images.images, images.labels,
+                                      normalise=False)["saliency"]
     per_copy = copy_maps.reshape(samples, len(images), *maps.shape[1:]).swapaxes(0, 1)
     max_sensitivity(originals, per_copy)
     out["max_sensitivity"] = {"heatcheck_s": time.perf_counter() - start,

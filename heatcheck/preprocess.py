@@ -1,4 +1,7 @@
-"""Input preprocessing by name: what the model expects, from RGB pixels in 0–255."""
+"""Input preprocessing by name: what the model expects, from RGB pixels in 0–255.
+
+A name is one of PREPROCESSORS or ``module:function``, the user's own callable.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +46,22 @@ PREPROCESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 
 
 def get(name: str) -> Callable[[np.ndarray], np.ndarray]:
-    try:
+    """The preprocessor ``name`` names: one of PREPROCESSORS, or ``module:function``.
+
+    A ``module:function`` (imported from sys.path or the current directory) takes uint8 RGB
+    pixels (N, H, W, 3) and returns the model's input; its output is made float32 here.
+    """
+    if name in PREPROCESSORS:
         return PREPROCESSORS[name]
-    except KeyError:
-        raise ValueError(f"--preprocess {name}: unknown; choose from {', '.join(PREPROCESSORS)}") from None
+    if ":" in name:
+        from heatcheck.models import import_object  # lazily: models imports TensorFlow on demand
+
+        user_fn = import_object(name, "--preprocess")
+
+        def user_preprocess(pixels: np.ndarray) -> np.ndarray:
+            return np.asarray(user_fn(pixels), np.float32)
+
+        user_preprocess.__name__ = name
+        return user_preprocess
+    raise ValueError(f"--preprocess {name}: unknown; choose from {', '.join(PREPROCESSORS)} "
+                     f"or module:function")
