@@ -116,3 +116,13 @@ def test_second_run_with_nothing_changed_computes_no_map(pytester):
     assert [c["value"] for c in fresh["checks"]] == [c["value"] for c in cold["checks"]]
     # sharing passes between methods and audits: well under what per-audit toolkits would run
     assert cold["passes"]["run"] <= 0.6 * cold["passes"]["unshared"]
+
+
+def test_only_correct_restricts_the_map_audits_to_images_the_model_gets_right(pytester):
+    code, results, _ = run_audits(pytester, "--model", "bench:random-labels", "--only-correct",
+                                  "--methods", "gradcam", target="audits/test_localisation.py")
+    correct = {item["id"] for item in results["images"]["items"] if item["correct"]}
+    assert 0 < len(correct) < 24
+    localisation = [c for c in results["checks"] if c["audit"] == "localisation"]
+    assert localisation
+    assert all(set(c["per_image"]) == correct for c in localisation)
