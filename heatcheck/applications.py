@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from heatcheck.models import ModelError, file_sha256, load_weights_file, one_line, weights_sha256
+from heatcheck.errors import ModelError, one_line
+from heatcheck.model_sources import file_sha256, load_weights_file, weights_sha256
 
 # --weights none: random weights drawn from this seed, so that runs repeat.
 RANDOM_WEIGHTS_SEED = 0

@@ -11,8 +11,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -96,54 +98,53 @@ def _pyproject(config: pytest.Config) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
+def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: None if value is None else convert(value)
+
+
+# Settings field ← its command-line dest and how to read it; in [tool.heatcheck] the key is the
+# field's name. Fields without a dest are pyproject-only.
+FIELDS: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
+    "model": ("hc_model", str), "images": ("hc_images", str), "layer": ("hc_layer", str),
+    "seed": ("hc_seed", int), "only_correct": ("hc_only_correct", bool), "top_k": ("hc_top_k", int),
+    "batch_size": ("hc_batch_size", int), "engine": ("hc_engine", str),
+    "unsafe_model": ("hc_unsafe_model", bool), "weights": ("hc_weights", str),
+    "allow_download": ("hc_allow_download", bool), "output": ("hc_output", str),
+    "preprocess": ("hc_preprocess", str), "class_names_file": ("hc_class_names", str),
+    "strict": ("hc_strict", bool), "compare": ("hc_compare", str), "colormap": ("hc_colormap", str),
+    "sanity_images": ("hc_sanity_images", _optional(int)),
+    "stability_images": ("hc_stability_images", _optional(int)),
+    "stability_search": ("hc_stability_search", str),
+    "random_label_model": ("hc_random_label_model", str),
+    "smooth_noise": (None, float), "pointing_tolerance": (None, int), "cache_max_mb": (None, int),
+    "stability_max_sigma": (None, float), "stability_max_brightness": (None, float),
+    "sanity_grouping": (None, str),
+}
+
+
 def build_settings(config: pytest.Config) -> Settings:
     """Settings from [tool.heatcheck], overridden by the command line."""
     table = read_pyproject(_pyproject(config))
 
-    def pick(option: str, key: str, default: object) -> object:
-        value = config.getoption(option)
-        return value if value is not None else table.get(key, default)
+    def pick(dest: str | None, key: str) -> Any:
+        value = config.getoption(dest) if dest else None
+        return value if value is not None else table.get(key)
 
-    base = Settings()
-    profile_name = str(pick("hc_profile", "profile", "ci"))
-    if profile_name not in PROFILES:
-        raise SettingsError(f"profile '{profile_name}' unknown; choose from {', '.join(PROFILES)}")
-    methods = pick("hc_methods", "methods", ",".join(base.methods))
-    report_dir = Path(str(pick("hc_report_dir", "report_dir", "reports")))
-    cache_dir = Path(str(pick("hc_cache_dir", "cache_dir", ".heatcheck_cache")))
+    values = {name: convert(raw) for name, (dest, convert) in FIELDS.items()
+              if (raw := pick(dest, name)) is not None}
+    profile = str(pick("hc_profile", "profile") or "ci")
+    if profile not in PROFILES:
+        raise SettingsError(f"profile '{profile}' unknown; choose from {', '.join(PROFILES)}")
+    methods = pick("hc_methods", "methods")
+    if methods is not None:
+        values["methods"] = parse_methods(methods if isinstance(methods, str) else ",".join(methods))
+    report_dir = Path(str(pick("hc_report_dir", "report_dir") or "reports"))
+    cache_dir = Path(str(pick("hc_cache_dir", "cache_dir") or ".heatcheck_cache"))
     return Settings(
-        model=str(pick("hc_model", "model", base.model)),
-        images=str(pick("hc_images", "images", base.images)),
-        methods=parse_methods(methods if isinstance(methods, str) else ",".join(methods)),  # type: ignore[arg-type]
-        layer=pick("hc_layer", "layer", None),  # type: ignore[arg-type]
-        profile=PROFILES[profile_name],
-        seed=int(pick("hc_seed", "seed", base.seed)),  # type: ignore[call-overload]
+        **values, profile=PROFILES[profile],
         report_dir=report_dir if report_dir.is_absolute() else config.rootpath / report_dir,
-        only_correct=bool(pick("hc_only_correct", "only_correct", False)),
-        top_k=int(pick("hc_top_k", "top_k", 1)),  # type: ignore[call-overload]
-        smooth_noise=float(table.get("smooth_noise", base.smooth_noise)),
-        pointing_tolerance=int(table.get("pointing_tolerance", base.pointing_tolerance)),
-        batch_size=int(pick("hc_batch_size", "batch_size", base.batch_size)),  # type: ignore[call-overload]
-        engine=str(pick("hc_engine", "engine", base.engine)),
-        unsafe_model=bool(pick("hc_unsafe_model", "unsafe_model", False)),
-        weights=pick("hc_weights", "weights", None),  # type: ignore[arg-type]
-        allow_download=bool(pick("hc_allow_download", "allow_download", False)),
-        output=pick("hc_output", "output", None),  # type: ignore[arg-type]
-        preprocess=pick("hc_preprocess", "preprocess", None),  # type: ignore[arg-type]
-        class_names_file=pick("hc_class_names", "class_names", None),  # type: ignore[arg-type]
-        strict=bool(pick("hc_strict", "strict", False)),
-        compare=pick("hc_compare", "compare", None),  # type: ignore[arg-type]
-        colormap=str(pick("hc_colormap", "colormap", "jet")),
         cache_dir=None if config.getoption("hc_no_cache") else (
             cache_dir if cache_dir.is_absolute() else config.rootpath / cache_dir),
-        cache_max_mb=int(table.get("cache_max_mb", base.cache_max_mb)),
-        sanity_images=pick("hc_sanity_images", "sanity_images", None),  # type: ignore[arg-type]
-        stability_images=pick("hc_stability_images", "stability_images", None),  # type: ignore[arg-type]
-        stability_max_sigma=float(table.get("stability_max_sigma", base.stability_max_sigma)),
-        stability_max_brightness=float(table.get("stability_max_brightness", base.stability_max_brightness)),
-        stability_search=str(pick("hc_stability_search", "stability_search", "ci")),
-        sanity_grouping=str(table.get("sanity_grouping", base.sanity_grouping)),
-        random_label_model=pick("hc_random_label_model", "random_label_model", None),  # type: ignore[arg-type]
         thresholds=build_thresholds(table.get("thresholds", {}), config.getoption("hc_thresholds")),
     )
 

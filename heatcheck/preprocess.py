@@ -54,7 +54,7 @@ def get(name: str) -> Callable[[np.ndarray], np.ndarray]:
     if name in PREPROCESSORS:
         return PREPROCESSORS[name]
     if ":" in name:
-        from heatcheck.models import import_object  # lazily: models imports TensorFlow on demand
+        from heatcheck.model_sources import import_object  # lazily: it imports user code
 
         user_fn = import_object(name, "--preprocess")
 

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import pytest
 
-from heatcheck import applications, class_names, models, preprocess
+from heatcheck import applications, class_names, model_surgery, models, preprocess
 from heatcheck.explain.compiled import CompiledEngine
 from heatcheck.models import ModelError
 
@@ -438,7 +438,7 @@ def test_nested_model_that_cannot_be_flattened_has_no_conv_layer_and_says_why(ne
     def refuse(model):
         raise TypeError("custom layer\nwith details")
 
-    monkeypatch.setattr(models, "flatten", refuse)
+    monkeypatch.setattr(model_surgery, "flatten", refuse)
     model = nested_models[0]
     audit = models.wrap(model, "seq", "sha")
     assert audit.conv_layer is None
