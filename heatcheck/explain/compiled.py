@@ -59,33 +59,50 @@ class CompiledEngine:
             outputs.append(logits_model.get_layer(conv_layer).output)
         self._model = keras.Model(logits_model.inputs, outputs)
         self._has_conv = conv_layer is not None
-        self._pass = tf.function(self._gradient_pass, reduce_retracing=True)
+        # One trace for every batch size: the batch dimension is left open in the signature.
+        signature = [tf.TensorSpec((None, *logits_model.inputs[0].shape[1:]), tf.float32),
+                     tf.TensorSpec((None,), tf.int32)]
+        # (input gradients?, conv layer?) → its compiled pass, traced on first use.
+        self._passes = {key: tf.function(lambda x, y, key=key: self._gradient_pass(x, y, *key),
+                                         input_signature=signature)
+                        for key in ((True, True), (True, False), (False, True))}
 
-    def _gradient_pass(self, x: Any, labels: Any) -> tuple[Any, Any, Any]:
+    def _gradient_pass(self, x: Any, labels: Any, input_grads: bool,
+                       use_conv: bool) -> tuple[Any, Any, Any]:
+        """Input gradients and/or the conv layer's activations and gradients, from one pass.
+
+        Without ``input_grads`` (Grad-CAM(++) alone) the backward pass stops at the conv
+        layer instead of running down to the input; without ``use_conv`` (SmoothGrad) no conv
+        activations are copied out.
+        """
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
             tape.watch(x)
             outputs = self._model(x, training=False)
             logits = outputs[0] if self._has_conv else outputs
-            conv = outputs[1] if self._has_conv else tf.zeros((tf.shape(x)[0], 1, 1, 1))
             score = tf.gather(logits, labels, axis=1, batch_dims=1)
-        sources = [x, conv] if self._has_conv else [x]
+        empty = tf.zeros((tf.shape(x)[0], 1, 1, 1))
+        conv = outputs[1] if self._has_conv and use_conv else empty
+        sources = ([x] if input_grads else []) + ([conv] if conv is not empty else [])
         grads = tape.gradient(score, sources)
-        conv_grads = grads[1] if self._has_conv else conv
-        return grads[0], conv, conv_grads
+        x_grads = grads[0] if input_grads else empty
+        conv_grads = grads[-1] if conv is not empty else empty
+        return x_grads, conv, conv_grads
 
-    def _run(self, x: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _run(self, x: np.ndarray, labels: np.ndarray, input_grads: bool = True,
+             use_conv: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The gradient pass over ``x`` in batches of at most ``max_batch``; halves on OOM."""
         import tensorflow as tf
 
+        gradient_pass = self._passes[(input_grads, use_conv)]
         parts: list[tuple[np.ndarray, ...]] = []
         start = 0
         while start < len(x):
             stop = min(start + self.max_batch, len(x))
             try:
                 with tf.device(self.device):
-                    out = self._pass(tf.constant(x[start:stop]), tf.constant(labels[start:stop]))
+                    out = gradient_pass(tf.constant(x[start:stop]), tf.constant(labels[start:stop]))
             except tf.errors.ResourceExhaustedError:
                 if self.max_batch == 1:
                     raise
@@ -105,7 +122,8 @@ class CompiledEngine:
         maps: dict[str, np.ndarray] = {}
         shared = [m for m in methods if m in GRADIENT_METHODS]
         if shared:
-            grads, acts, act_grads = self._run(x, labels)
+            cams = any(m != "saliency" for m in shared)
+            grads, acts, act_grads = self._run(x, labels, input_grads="saliency" in shared, use_conv=cams)
             for m in shared:
                 maps[m] = self._finish(m, grads, acts, act_grads, x.shape[1:3])
         if "smoothgrad" in methods:
@@ -132,6 +150,6 @@ class CompiledEngine:
                     seed: int) -> np.ndarray:
         """SmoothGrad (Smilkov et al. 2017): mean over noisy copies of |∂score/∂x|, max over channels."""
         noisy = (x[None] + smoothgrad_noise(x, samples, noise, seed)).reshape(-1, *x.shape[1:])
-        grads, _, _ = self._run(noisy, np.tile(labels, samples))
+        grads, _, _ = self._run(noisy, np.tile(labels, samples), use_conv=False)
         mean_abs = np.abs(grads).reshape(samples, *x.shape).mean(axis=0)
         return mean_abs.max(axis=-1)
