@@ -41,7 +41,7 @@ def heatcheck_metrics(quick: bool) -> dict[str, dict[str, float]]:
     from heatcheck.settings import Settings
 
     audit_model, images = _images(quick)
-    provider = MapProvider(audit_model, Settings(methods=("saliency",), batch_size=128))
+    provider = MapProvider(audit_model, Settings(methods=("saliency",)))
     floor = floor_passes(audit_model.logits_model, audit_model.conv_layer or "",
                          provider._prepare(images.images), images.labels)
     maps = provider.explain_many(("saliency",), images.images, images.labels, normalise=True)["saliency"]
