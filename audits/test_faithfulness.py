@@ -18,21 +18,24 @@ pytestmark = pytest.mark.heatcheck_audit
 
 
 @pytest.fixture(scope="session")
-def random_deletion_auc(audit_model, audit_images, settings):
+def random_deletion(audit_model, audit_images, settings):
     """The baseline: deleting pixels in a seeded random order (a flat map, ties at random)."""
     flat = np.zeros(audit_images.masks.shape, np.float32)
-    return deletion_auc(deletion_curves(audit_model, audit_images, flat, seed=settings.seed), FRACTIONS)
+    curves = deletion_curves(audit_model, audit_images, flat, seed=settings.seed)
+    return curves, deletion_auc(curves, FRACTIONS)
 
 
-def test_deletion(method, audit_model, audit_maps, audit_images, random_deletion_auc, map_provider,
+def test_deletion(method, audit_model, audit_maps, audit_images, random_deletion, map_provider,
                   settings, gate):
     metric = "deletion_auc_over_random"
     require(map_provider.unavailable(method), gate, "faithfulness", metric, method)
     curves = deletion_curves(audit_model, audit_images, audit_maps[method], seed=settings.seed)
     auc = deletion_auc(curves, FRACTIONS)
-    ratio = float(np.nanmean(auc) / np.nanmean(random_deletion_auc))
+    random_curves, random_auc = random_deletion
+    ratio = float(np.nanmean(auc) / np.nanmean(random_auc))
     gate.check("faithfulness", metric, method, ratio, direction="lower", per_image=auc,
                ids=audit_images.ids,
                details={"fractions": FRACTIONS.tolist(), "curve": np.nanmean(curves, axis=0).tolist(),
-                        "random_auc": float(np.nanmean(random_deletion_auc)),
+                        "random_curve": np.nanmean(random_curves, axis=0).tolist(),
+                        "random_auc": float(np.nanmean(random_auc)),
                         "passes_alone": len(audit_images) * map_provider.passes_per_map(method)})

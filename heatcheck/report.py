@@ -445,6 +445,33 @@ def sanity_curves(checks: Sequence[Mapping[str, Any]]) -> str | None:
     return _data_uri(png)
 
 
+def faithfulness_curves(checks: Sequence[Mapping[str, Any]]) -> str | None:
+    """Mean deletion curve per method, relative to the untouched probability, and the random
+    order's curve dashed."""
+    lines: list[figures.Series] = []
+    random_line: figures.Series | None = None
+    for check in checks:
+        if check.get("audit") != "faithfulness":
+            continue
+        details = _details(check)
+        fractions = _numbers(details.get("fractions"))
+        for key in ("curve", "random_curve"):
+            curve = _numbers(details.get(key))
+            if not curve or not fractions or len(curve) != len(fractions) or not curve[0]:
+                continue
+            relative = [v / curve[0] for v in curve]
+            if key == "curve":
+                lines.append(figures.Series(fmt(check.get("method", UNKNOWN)), fractions, relative))
+            else:
+                random_line = figures.Series("random order", fractions, relative, dashed=True)
+    if not lines:
+        return None
+    png = figures.line_plot([*lines, *([random_line] if random_line else [])],
+                            xlabel="share of pixels deleted", ylabel="probability ÷ untouched",
+                            ylim=(0.0, 1.05))
+    return _data_uri(png)
+
+
 def _fitting_ticks(ticks: list[str] | None, lines: Sequence[figures.Series]) -> list[str] | None:
     # Step names only where they label every point; otherwise plain step numbers.
     return ticks if ticks and len(ticks) == max(len(line.x) for line in lines) else None
@@ -630,6 +657,7 @@ def render(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None =
         localisation=localisation(checks, {str(i.get("id")): class_of(i, class_names) for i in items},
                                   class_names),
         sanity=drawn["sanity"], stability=stability(checks), gallery=drawn["gallery"],
+        faithfulness=faithfulness_curves(checks),
         comparison=comparison(results, compare) if isinstance(compare, Mapping) else None,
         notes=[*notes, *array_notes], colormap=colormap)
 

@@ -8,6 +8,7 @@ Skips, saying why, when Chromium (`make browser` installs it) or playwright (`.[
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -155,7 +156,7 @@ def test_real_bench_audit_report_in_a_browser(browser: Any, pytester: pytest.Pyt
     result = pytester.runpytest_subprocess(
         str(REPO / "audits"), f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"),
         "-p", "no:cacheprovider", "--report-dir", str(report_dir), "--images", "bench:12",
-        "--profile", "smoke")
+        "--profile", "smoke", "--cache-dir", str(pytester.path / "map-cache"))
     # 0 or 1: on 12 images the clean model may miss a localisation threshold (SmoothGrad's
     # pointing game scored 0.25 < 0.35 here); a failing run's page is as much a page. Any other
     # code (usage error, internal error, interrupted) means the audit itself broke.
@@ -164,3 +165,6 @@ def test_real_bench_audit_report_in_a_browser(browser: Any, pytester: pytest.Pyt
     assert page.locator("#sanity img").count() >= 2
     assert page.locator("#stability .card").count() >= 1
     assert (report_dir / SCREENSHOT).stat().st_size > 0
+    # Kept where a person running `make test` looks: the repository's reports/ (git-ignored).
+    (REPO / "reports").mkdir(exist_ok=True)
+    shutil.copyfile(report_dir / SCREENSHOT, REPO / "reports" / f"browser-test-{SCREENSHOT}")

@@ -589,3 +589,15 @@ def test_main_rebuilds_from_files(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert img_count((tmp_path / "index.html").read_text(encoding="utf-8")) == 2
     assert report.main([str(tmp_path / "missing")]) == 2
     assert "results.json" in capsys.readouterr().err
+
+
+def test_faithfulness_section_draws_the_deletion_curves() -> None:
+    results = make_results()
+    results["checks"].append({
+        "audit": "faithfulness", "metric": "deletion_auc_over_random", "method": "gradcam", "value": 0.4,
+        "threshold": 0.8, "direction": "lower", "passed": True, "status": "passed",
+        "details": {"fractions": [0.0, 0.1, 0.3], "curve": [0.9, 0.3, 0.1],
+                    "random_curve": [0.9, 0.8, 0.6], "random_auc": 0.8}})
+    html = report.render(results)
+    assert img_count(section(html, "faithfulness")) == 1
+    assert 'id="faithfulness"' not in report.render(make_results())
