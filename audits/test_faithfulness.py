@@ -12,6 +12,7 @@ import pytest
 
 from fixtures.audit_fixtures import require
 from heatcheck.faithfulness import FRACTIONS, deletion_curves
+from heatcheck.metrics.base import finite_mean
 from heatcheck.metrics.faithfulness import deletion_auc
 
 pytestmark = pytest.mark.heatcheck_audit
@@ -32,10 +33,10 @@ def test_deletion(method, audit_model, audit_maps, audit_images, random_deletion
     curves = deletion_curves(audit_model, audit_images, audit_maps[method], seed=settings.seed)
     auc = deletion_auc(curves, FRACTIONS)
     random_curves, random_auc = random_deletion
-    ratio = float(np.nanmean(auc) / np.nanmean(random_auc))
+    ratio = float(finite_mean(auc)) / float(finite_mean(random_auc))
     gate.check("faithfulness", metric, method, ratio, direction="lower", per_image=auc,
                ids=audit_images.ids,
-               details={"fractions": FRACTIONS.tolist(), "curve": np.nanmean(curves, axis=0).tolist(),
-                        "random_curve": np.nanmean(random_curves, axis=0).tolist(),
-                        "random_auc": float(np.nanmean(random_auc)),
+               details={"fractions": FRACTIONS.tolist(), "curve": finite_mean(curves, axis=0).tolist(),
+                        "random_curve": finite_mean(random_curves, axis=0).tolist(),
+                        "random_auc": float(finite_mean(random_auc)),
                         "passes_alone": len(audit_images) * map_provider.passes_per_map(method)})

@@ -14,6 +14,7 @@ from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from fixtures.audit_fixtures import require
+from heatcheck.metrics.base import finite_mean
 from heatcheck.perturbations import DEFAULT_PERTURBATIONS
 from heatcheck.stability import METRICS, explain_perturbed, perturb, score, search_counterexample
 
@@ -32,13 +33,16 @@ def perturbed_set(map_provider, stability_images, settings):
 
 
 def _per_level(pset, method, metric):
-    return [float(np.nanmean(score(pset, method, metric, {p.name}))) for p in pset.perturbations]
+    return [float(finite_mean(score(pset, method, metric, {p.name}))) for p in pset.perturbations]
 
 
 @pytest.mark.parametrize("metric", GATED)
 def test_stability(metric, method, perturbed_set, map_provider, gate):
     require(map_provider.unavailable(method), gate, "stability", metric, method)
     scores = score(perturbed_set, method, metric)
+    value = float(finite_mean(scores))
+    require(None if np.isfinite(value) else "every perturbed copy changed the model's decision: nothing to "
+            "compare", gate, "stability", metric, method)
     ris = score(perturbed_set, method, "relative_input_stability") if metric == "map_ssim" else None
     details = {"levels": [p.name for p in perturbed_set.perturbations],
                "values": _per_level(perturbed_set, method, metric),
@@ -46,8 +50,8 @@ def test_stability(metric, method, perturbed_set, map_provider, gate):
                "passes_alone": perturbed_set.copies.shape[0] * (1 + perturbed_set.copies.shape[1])
                * map_provider.passes_per_map(method)}
     if ris is not None:
-        details["relative_input_stability"] = float(np.nanmean(ris))
-    gate.check("stability", metric, method, float(np.nanmean(scores)),
+        details["relative_input_stability"] = float(finite_mean(ris))
+    gate.check("stability", metric, method, value,
                direction=METRICS[metric].direction, per_image=scores, ids=perturbed_set.images.ids,
                details=details)
 

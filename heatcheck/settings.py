@@ -35,7 +35,7 @@ PROFILES = {
     # Profiles change how many images and examples, never the methods' own parameters (the
     # seed's SmoothGrad: 20 samples, noise 0.2), so thresholds mean the same in every profile.
     "ci": Profile("ci", bench_images=64, smooth_samples=20, sanity_images=8,
-                  stability_images=4, stability_copies=4, hypothesis_examples=10),
+                  stability_images=8, stability_copies=4, hypothesis_examples=10),
     "full": Profile("full", bench_images=200, smooth_samples=20, sanity_images=16,
                     stability_images=16, stability_copies=8, hypothesis_examples=50),
 }

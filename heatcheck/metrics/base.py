@@ -35,3 +35,15 @@ def metric(direction: Direction) -> Callable[[F], F]:
 def direction_of(fn: Callable[..., np.ndarray]) -> Direction:
     """The declared direction of a metric function (AttributeError if it declares none)."""
     return cast(Metric, fn).direction
+
+
+def finite_mean(values: np.ndarray, axis: int | None = None) -> np.ndarray | float:
+    """The mean of the finite values (NaN marks "no score", e.g. no perturbed copy kept the
+    label); NaN, without numpy's empty-slice warning, where there are none."""
+    values = np.asarray(values, np.float64)
+    finite = np.isfinite(values)
+    counts = finite.sum(axis=axis)
+    totals = np.where(finite, values, 0.0).sum(axis=axis)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = totals / counts
+    return float(mean) if axis is None else np.asarray(mean)

@@ -45,3 +45,16 @@ def test_nan_map_is_refused():
 
 def test_direction():
     assert direction_of(deletion_auc) == "lower"
+
+
+def test_finite_mean_ignores_missing_scores_and_never_warns():
+    import warnings
+
+    from heatcheck.metrics.base import finite_mean
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert finite_mean(np.array([1.0, np.nan, 3.0])) == 2.0
+        assert np.isnan(finite_mean(np.array([np.nan, np.nan])))
+        pair = np.array([[1.0, np.nan], [3.0, np.nan]])
+        np.testing.assert_allclose(finite_mean(pair, axis=0), [2.0, np.nan])
