@@ -24,9 +24,16 @@ GATED = ("map_ssim", "max_sensitivity", "avg_sensitivity")
 
 
 @pytest.fixture(scope="session")
-def perturbed_set(map_provider, stability_images, settings):
+def stability_classes(stability_images, labelled_images, predictions):
+    """The model's top-1 class of each sampled image, from label consistency's forward pass."""
+    row = {image_id: i for i, image_id in enumerate(labelled_images.ids)}
+    return predictions.argmax(axis=1)[[row[i] for i in stability_images.ids]]
+
+
+@pytest.fixture(scope="session")
+def perturbed_set(map_provider, stability_images, stability_classes, settings):
     pset = perturb(map_provider, stability_images, list(DEFAULT_PERTURBATIONS),
-                   settings.profile.stability_copies, settings.seed)
+                   settings.profile.stability_copies, settings.seed, classes=stability_classes)
     methods = tuple(m for m in settings.methods if map_provider.unavailable(m) is None)
     explain_perturbed(map_provider, pset, methods)
     return pset
@@ -56,7 +63,8 @@ def test_stability(metric, method, perturbed_set, map_provider, gate):
                details=details)
 
 
-def test_no_small_perturbation_breaks_the_map(method, map_provider, stability_images, settings, gate):
+def test_no_small_perturbation_breaks_the_map(method, map_provider, stability_images, stability_classes,
+                                              settings, gate):
     """Hypothesis looks, within the budget, for a label-preserving perturbation after which
     the map's SSIM to the original falls below the threshold, and shrinks what it finds."""
     metric = "map_ssim_property"
@@ -66,7 +74,8 @@ def test_no_small_perturbation_breaks_the_map(method, map_provider, stability_im
     search = hypothesis_settings(max_examples=examples, derandomize=True, database=None, deadline=None,
                                  suppress_health_check=list(HealthCheck), print_blob=False)
     result = search_counterexample(map_provider, stability_images, method, threshold,
-                                   settings.stability_max_sigma, settings.stability_max_brightness, search)
+                                   settings.stability_max_sigma, settings.stability_max_brightness, search,
+                                   classes=stability_classes)
     found = result.counterexample
     details = {
         "budget": {"max_sigma": settings.stability_max_sigma,

@@ -25,12 +25,14 @@ def blurred(images: np.ndarray, sigma_fraction: float = 1 / 16) -> np.ndarray:
 
 
 def deletion_curves(model: AuditModel, images: LabelledImages, maps: np.ndarray,
-                    fractions: np.ndarray = FRACTIONS, seed: int | None = None) -> np.ndarray:
+                    fractions: np.ndarray = FRACTIONS, seed: int | None = None,
+                    baseline: np.ndarray | None = None) -> np.ndarray:
     """(N, F) probability of each image's label after deleting each fraction of its pixels in
-    the order of ``maps`` (most important first); ``seed`` breaks ties at random."""
+    the order of ``maps`` (most important first); ``seed`` breaks ties at random. ``baseline``:
+    the images' blurred copies, when the caller deletes for several maps."""
     n, h, w = maps.shape
     order = deletion_order(maps, None if seed is None else np.random.default_rng(seed))
-    baseline = blurred(images.images)
+    baseline = blurred(images.images) if baseline is None else baseline
     batch = np.repeat(np.asarray(images.images, np.float32)[:, None], len(fractions), axis=1)
     for j, fraction in enumerate(fractions):
         k = int(round(fraction * h * w))

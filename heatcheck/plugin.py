@@ -5,6 +5,7 @@ Nothing here imports TensorFlow: `pytest --help` and collection stay fast.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -189,6 +190,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[AUDIT_ITEMS_KEY] = [it.nodeid for it in items if _is_audit(it)]
 
 
+@functools.cache  # asked at every report checkpoint; the commit does not change during a run
 def _git_commit(root: Path) -> str:
     try:
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,

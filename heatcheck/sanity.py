@@ -67,7 +67,9 @@ def model_randomisation(provider: MapProvider, images: LabelledImages, methods: 
         return provider.explain_many(methods, images.images, images.labels, normalise=False,
                                      engine=engine, model_key=key)
 
-    run = RandomisationRun(images.ids, [s.name for s in randomiser.steps], explain("original"),
+    # The original maps are the audited model's own: its engine and cache already have them.
+    original = provider.explain_many(methods, images.images, images.labels, normalise=False)
+    run = RandomisationRun(images.ids, [s.name for s in randomiser.steps], original,
                            {m: [] for m in methods}, {m: [] for m in methods})
     schedules = {"cascading": randomiser.cascading, "independent": randomiser.independent}
     current = randomiser.weights(set())  # the working copy starts with the original weights

@@ -44,8 +44,11 @@ class PerturbedSet:
 
 
 def perturb(provider: MapProvider, images: LabelledImages, perturbations: list[Perturbation],
-            copies_per_level: int, seed: int) -> PerturbedSet:
-    """Draw every perturbed copy, batched, and keep those the model still classifies the same."""
+            copies_per_level: int, seed: int, classes: np.ndarray | None = None) -> PerturbedSet:
+    """Draw every perturbed copy, batched, and keep those the model still classifies the same.
+
+    ``classes``: the model's top-1 class of each original, when the caller has it already.
+    """
     rng = np.random.default_rng([seed, 4])
     blocks, kinds = [], []
     for p in perturbations:
@@ -55,9 +58,13 @@ def perturb(provider: MapProvider, images: LabelledImages, perturbations: list[P
     copies = np.stack(blocks, axis=1)  # (N, K, H, W, C)
     n, k = copies.shape[:2]
     flat = copies.reshape(n * k, *copies.shape[2:])
-    before = predict_proba(provider.audit_model, images.images).argmax(axis=1)
+    before = top_classes(provider, images) if classes is None else classes
     after = predict_proba(provider.audit_model, flat).argmax(axis=1).reshape(n, k)
     return PerturbedSet(images, perturbations, copies, after == before[:, None], kinds)
+
+
+def top_classes(provider: MapProvider, images: LabelledImages) -> np.ndarray:
+    return predict_proba(provider.audit_model, images.images).argmax(axis=1)
 
 
 def explain_perturbed(provider: MapProvider, pset: PerturbedSet, methods: tuple[str, ...]) -> None:
@@ -113,14 +120,15 @@ class SearchResult:
 
 
 def search_counterexample(provider: MapProvider, images: LabelledImages, method: str, threshold: float,
-                          max_sigma: float, max_brightness: float, hypothesis_settings: Any) -> SearchResult:
+                          max_sigma: float, max_brightness: float, hypothesis_settings: Any,
+                          classes: np.ndarray | None = None) -> SearchResult:
     """Let hypothesis look for a label-preserving perturbation within the budget whose map SSIM
-    falls below ``threshold``; it shrinks what it finds."""
+    falls below ``threshold``; it shrinks what it finds. ``classes`` as for ``perturb``."""
     from hypothesis import assume, given
     from hypothesis import strategies as st
 
     originals = provider.explain_many((method,), images.images, images.labels, normalise=False)[method]
-    classes = predict_proba(provider.audit_model, images.images).argmax(axis=1)
+    classes = top_classes(provider, images) if classes is None else classes
     found: list[Counterexample] = []
     result = SearchResult()
 

@@ -38,7 +38,7 @@ _SSIM_DATA_RANGE = 2.0
 _HOG_CELLS_PER_SIDE = 8
 
 
-def _reject_nonfinite(name: str, values: np.ndarray) -> None:
+def reject_nonfinite(name: str, values: np.ndarray) -> None:
     """Raise ValueError naming the images (first axis) that hold a NaN or inf."""
     finite = np.isfinite(values).all(axis=tuple(range(1, values.ndim)))
     if not finite.all():
@@ -53,7 +53,7 @@ def _as_map_batch(name: str, maps: np.ndarray, min_side: int = 1) -> np.ndarray:
         raise ValueError(f"{name}: expected maps shaped (N, H, W), got shape {x.shape}")
     if min(x.shape[1:]) < min_side:
         raise ValueError(f"{name}: maps must be at least {min_side}x{min_side}, got {x.shape[1:]}")
-    _reject_nonfinite(name, x)
+    reject_nonfinite(name, x)
     return x
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from heatcheck.metrics.base import metric
-from heatcheck.metrics.similarity import _reject_nonfinite, ssim
+from heatcheck.metrics.similarity import reject_nonfinite, ssim
 
 
 def _with_copies(
@@ -33,8 +33,8 @@ def _with_copies(
         )
     if xs.shape[1] == 0:
         raise ValueError(f"{name}: no perturbed copies (K = 0)")
-    _reject_nonfinite(name, x)
-    _reject_nonfinite(f"perturbed {name}", xs)
+    reject_nonfinite(name, x)
+    reject_nonfinite(f"perturbed {name}", xs)
     return x, xs
 
 
