@@ -7,11 +7,10 @@ about the model, not the object: the shortcut model's maps on its tag are faithf
 is why this audit and localisation together tell a Clever Hans model apart.
 """
 
-import numpy as np
 import pytest
 
 from fixtures.audit_fixtures import require
-from heatcheck.faithfulness import FRACTIONS, blurred, deletion_curves
+from heatcheck.faithfulness import FRACTIONS, set_deletion_curves
 from heatcheck.metrics.base import finite_mean
 from heatcheck.metrics.faithfulness import deletion_auc
 
@@ -19,25 +18,17 @@ pytestmark = pytest.mark.heatcheck_audit
 
 
 @pytest.fixture(scope="session")
-def blurred_images(audit_images):
-    """What deleted pixels are replaced by, computed once for every method."""
-    return blurred(audit_images.images)
-
-
-@pytest.fixture(scope="session")
-def random_deletion(audit_model, audit_images, blurred_images, settings):
+def random_deletion(audit_model, audit_images, settings):
     """The baseline: deleting pixels in a seeded random order (a flat map, ties at random)."""
-    flat = np.zeros(audit_images.masks.shape, np.float32)
-    curves = deletion_curves(audit_model, audit_images, flat, seed=settings.seed, baseline=blurred_images)
+    curves = set_deletion_curves(audit_model, audit_images, None, seed=settings.seed)
     return curves, deletion_auc(curves, FRACTIONS)
 
 
-def test_deletion(method, audit_model, audit_maps, audit_images, random_deletion, blurred_images,
-                  map_provider, settings, gate):
+def test_deletion(method, audit_model, audit_maps, audit_images, random_deletion, map_provider, settings,
+                  gate):
     metric = "deletion_auc_over_random"
     require(map_provider.unavailable(method), gate, "faithfulness", metric, method)
-    curves = deletion_curves(audit_model, audit_images, audit_maps[method], seed=settings.seed,
-                             baseline=blurred_images)
+    curves = set_deletion_curves(audit_model, audit_images, audit_maps[method], seed=settings.seed)
     auc = deletion_auc(curves, FRACTIONS)
     random_curves, random_auc = random_deletion
     ratio = float(finite_mean(auc)) / float(finite_mean(random_auc))

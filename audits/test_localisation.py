@@ -12,6 +12,7 @@ from fixtures.audit_fixtures import require
 from heatcheck.metrics.base import direction_of
 from heatcheck.metrics.localisation import (
     energy_pointing_game,
+    mask_fraction,
     pointing_game,
     ratio_over_chance,
     relevance_rank_accuracy,
@@ -20,17 +21,19 @@ from heatcheck.metrics.localisation import (
 pytestmark = pytest.mark.heatcheck_audit
 
 
-def _scores(metric, maps, images, settings):
+def _scores(metric, method, audit_maps, settings):
+    """Per-image scores, read from the maps on disk a chunk at a time."""
     if metric is pointing_game:
-        return pointing_game(maps, images.masks, tolerance=settings.pointing_tolerance)
-    return metric(maps, images.masks)
+        return audit_maps.per_image(method, lambda maps, masks: pointing_game(
+            maps, masks, tolerance=settings.pointing_tolerance))
+    return audit_maps.per_image(method, metric)
 
 
 @pytest.mark.parametrize("metric", [pointing_game, energy_pointing_game, relevance_rank_accuracy],
                          ids=lambda m: m.__name__)
 def test_localisation(metric, method, audit_maps, audit_images, map_provider, settings, gate):
     require(map_provider.unavailable(method), gate, "localisation", metric.__name__, method)
-    scores = _scores(metric, audit_maps[method], audit_images, settings)
+    scores = _scores(metric, method, audit_maps, settings)
     gate.check("localisation", metric.__name__, method, float(scores.mean()),
                direction=direction_of(metric), per_image=scores, ids=audit_images.ids,
                details={"passes_alone": len(audit_images) * map_provider.passes_per_map(method)})
@@ -38,8 +41,9 @@ def test_localisation(metric, method, audit_maps, audit_images, map_provider, se
 
 def test_energy_over_chance(method, audit_maps, audit_images, map_provider, gate):
     require(map_provider.unavailable(method), gate, "localisation", "energy_ratio_over_chance", method)
-    scores = energy_pointing_game(audit_maps[method], audit_images.masks)
+    scores = audit_maps.per_image(method, energy_pointing_game)
+    chance = audit_maps.per_mask(mask_fraction)
     gate.check("localisation", "energy_ratio_over_chance", method,
-               ratio_over_chance(scores, audit_images.masks), direction="higher",
-               per_image=scores / audit_images.masks.mean(axis=(1, 2)), ids=audit_images.ids,
+               ratio_over_chance(scores, chance), direction="higher",
+               per_image=scores / chance, ids=audit_images.ids,
                details={"passes_alone": len(audit_images) * map_provider.passes_per_map(method)})

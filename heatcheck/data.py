@@ -1,10 +1,19 @@
-"""Labelled images: image, label, object mask and id, validated up front."""
+"""Labelled images: image, label, object mask and id.
+
+Two shapes of the same thing: :class:`LabelledImages` holds its pixels in memory (a batch, a
+sample, the bench); :class:`ImageSet` holds only ids and labels and reads pixels and masks
+batch by batch when asked, so that a set larger than memory can be audited.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+
+# Reads the images and masks at the given positions of a set: (n, H, W, 3) uint8, (n, H, W) bool.
+Reader = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 class ImageError(ValueError):
@@ -13,7 +22,7 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class LabelledImages:
-    """A validated set of labelled images with object masks.
+    """Labelled images with object masks, in memory.
 
     ``images`` are RGB pixels (N, H, W, 3) in 0–255; ``masks`` are boolean (N, H, W), True on
     the object; ``rejected`` lists what was left out and why, for results.json.
@@ -32,9 +41,75 @@ class LabelledImages:
 
     def subset(self, keep: np.ndarray) -> LabelledImages:
         """The images where ``keep`` (bool (N,) or indices) selects."""
-        idx = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep)
+        idx = positions_of(keep)
         return LabelledImages(self.spec, self.images[idx], self.labels[idx], self.masks[idx],
                               tuple(self.ids[i] for i in idx), self.class_names, self.rejected)
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A validated set of labelled images whose pixels are read on demand, a batch at a time.
+
+    Only ids and labels live in memory. Every read goes through :meth:`batches` or
+    :meth:`take`, which never ask the reader for more than ``batch_size`` images at once.
+    """
+
+    spec: str
+    labels: np.ndarray
+    ids: tuple[str, ...]
+    reader: Reader
+    batch_size: int = 32
+    class_names: tuple[str, ...] = ()
+    rejected: tuple[dict[str, str], ...] = field(default=())
+    positions: np.ndarray | None = None  # rows of the reader's set this view covers (None: all)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batches(self, size: int | None = None) -> Iterator[tuple[slice, LabelledImages]]:
+        """``(rows, batch)`` in order: ``rows`` is where the batch sits in this set."""
+        size = size or self.batch_size
+        for start in range(0, len(self), size):
+            rows = slice(start, min(start + size, len(self)))
+            yield rows, self._read(np.arange(rows.start, rows.stop))
+
+    def take(self, keep: np.ndarray | None = None) -> LabelledImages:
+        """The images ``keep`` selects (bool (N,) or indices; all when None), in memory."""
+        idx = np.arange(len(self)) if keep is None else positions_of(keep)
+        parts = [self._read(idx[i:i + self.batch_size]) for i in range(0, len(idx), self.batch_size)]
+        if not parts:
+            raise ValueError(f"{self.spec}: nothing selected")
+        return LabelledImages(self.spec, np.concatenate([p.images for p in parts]), self.labels[idx],
+                              np.concatenate([p.masks for p in parts]), tuple(self.ids[i] for i in idx),
+                              self.class_names, self.rejected)
+
+    def subset(self, keep: np.ndarray) -> ImageSet:
+        """A view of the images where ``keep`` selects; nothing is read."""
+        idx = positions_of(keep)
+        rows = idx if self.positions is None else self.positions[idx]
+        return ImageSet(self.spec, self.labels[idx], tuple(self.ids[i] for i in idx), self.reader,
+                        self.batch_size, self.class_names, self.rejected, rows)
+
+    def _read(self, idx: np.ndarray) -> LabelledImages:
+        rows = idx if self.positions is None else self.positions[idx]
+        images, masks = self.reader(rows)
+        return LabelledImages(self.spec, images, self.labels[idx], masks, tuple(self.ids[i] for i in idx),
+                              self.class_names, self.rejected)
+
+    @classmethod
+    def in_memory(cls, images: LabelledImages, batch_size: int = 32) -> ImageSet:
+        """An ImageSet over arrays already in memory (the bench, tests)."""
+        def read(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return images.images[rows], images.masks[rows]
+
+        return cls(images.spec, images.labels, images.ids, read, batch_size, images.class_names,
+                   images.rejected)
+
+
+def positions_of(keep: np.ndarray) -> np.ndarray:
+    """Indices from a boolean selection or from indices."""
+    keep = np.asarray(keep)
+    return np.flatnonzero(keep) if keep.dtype == bool else keep.astype(np.intp)
 
 
 def mask_problem(mask: np.ndarray) -> str | None:

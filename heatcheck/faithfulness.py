@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from heatcheck.data import LabelledImages
+from heatcheck.data import ImageSet, LabelledImages
 from heatcheck.metrics.faithfulness import deletion_order
 from heatcheck.models import AuditModel
 from heatcheck.predict import predict_proba
@@ -25,14 +25,12 @@ def blurred(images: np.ndarray, sigma_fraction: float = 1 / 16) -> np.ndarray:
 
 
 def deletion_curves(model: AuditModel, images: LabelledImages, maps: np.ndarray,
-                    fractions: np.ndarray = FRACTIONS, seed: int | None = None,
-                    baseline: np.ndarray | None = None) -> np.ndarray:
+                    fractions: np.ndarray = FRACTIONS, rng: np.random.Generator | None = None) -> np.ndarray:
     """(N, F) probability of each image's label after deleting each fraction of its pixels in
-    the order of ``maps`` (most important first); ``seed`` breaks ties at random. ``baseline``:
-    the images' blurred copies, when the caller deletes for several maps."""
+    the order of ``maps`` (most important first); ``rng`` breaks ties at random."""
     n, h, w = maps.shape
-    order = deletion_order(maps, None if seed is None else np.random.default_rng(seed))
-    baseline = blurred(images.images) if baseline is None else baseline
+    order = deletion_order(maps, rng)
+    baseline = blurred(images.images)
     batch = np.repeat(np.asarray(images.images, np.float32)[:, None], len(fractions), axis=1)
     for j, fraction in enumerate(fractions):
         k = int(round(fraction * h * w))
@@ -42,3 +40,19 @@ def deletion_curves(model: AuditModel, images: LabelledImages, maps: np.ndarray,
         batch[rows, j, ys, xs] = baseline[rows, ys, xs]
     probs = predict_proba(model, batch.reshape(n * len(fractions), h, w, -1))
     return probs[np.arange(n * len(fractions)), np.repeat(images.labels, len(fractions))].reshape(n, -1)
+
+
+def set_deletion_curves(model: AuditModel, images: ImageSet, maps: np.ndarray | None,
+                        fractions: np.ndarray = FRACTIONS, seed: int | None = None) -> np.ndarray:
+    """:func:`deletion_curves` of a whole set, read batch by batch.
+
+    ``maps``: (N, H, W) maps in the set's order (memory-mapped is fine: only a batch's rows are
+    read); None deletes in random order, the baseline. One generator runs through the batches,
+    so the tie-breaking draws do not depend on the batch size.
+    """
+    rng = None if seed is None else np.random.default_rng(seed)
+    curves = []
+    for rows, batch in images.batches():
+        batch_maps = np.zeros(batch.masks.shape, np.float32) if maps is None else np.asarray(maps[rows])
+        curves.append(deletion_curves(model, batch, batch_maps, fractions, rng))
+    return np.concatenate(curves)

@@ -1,8 +1,11 @@
 """Labelled images from disk: a CSV manifest or a folder-per-class layout.
 
 Every bad row is reported on one line and left out (or, with ``strict=True``, stops the load);
-whole-set problems raise :class:`~heatcheck.data.ImageError`. Images are currently loaded
-eagerly: the whole set is decoded and resized into memory before the audits start.
+whole-set problems raise :class:`~heatcheck.data.ImageError`. Loading checks every row once
+(read, decoded, resized, mask checked) and keeps only its id and label; the returned
+:class:`~heatcheck.data.ImageSet` reads the pixels again batch by batch when the audits ask,
+so memory holds one batch, not the set. Decoding twice costs milliseconds per image, far less
+than one map; checking up front keeps every bad-row line before the audits' output.
 """
 
 from __future__ import annotations
@@ -14,14 +17,14 @@ import re
 import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from skimage.transform import resize
 
-from heatcheck.data import ImageError, LabelledImages, from_arrays, mask_problem
+from heatcheck.data import ImageError, ImageSet, mask_problem
 
 TARGET_COLUMNS = ("mask", "box", "annotation")
 # The suffixes Keras' image_dataset_from_directory reads; other files in a class folder
@@ -55,17 +58,9 @@ class _Context:
     num_classes: int | None
 
 
-@dataclass(frozen=True)
-class _Loaded:
-    image_id: str
-    image: np.ndarray
-    label: int
-    mask: np.ndarray
-
-
 def load_labelled_images(spec: str, *, input_size: tuple[int, int], class_names: tuple[str, ...] = (),
                          num_classes: int | None = None, strict: bool = False,
-                         log: Callable[[str], None] | None = None) -> LabelledImages:
+                         log: Callable[[str], None] | None = None, batch_size: int = 32) -> ImageSet:
     """Load a CSV manifest (``*.csv``) or a folder holding ``images/<class>/`` and ``masks/<class>/``.
 
     Args:
@@ -74,10 +69,11 @@ def load_labelled_images(spec: str, *, input_size: tuple[int, int], class_names:
         num_classes: labels must lie in 0..num_classes-1 (default: len(class_names) if given).
         strict: raise ImageError on the first bad row instead of leaving it out.
         log: receives one line per bad row (default: written to stderr).
+        batch_size: images read at once when the set is read.
 
     Returns:
-        LabelledImages with uint8 RGB images (N, H, W, 3) and boolean masks (N, H, W); bad rows
-        are listed in ``rejected``.
+        An ImageSet that reads uint8 RGB images (n, H, W, 3) and boolean masks (n, H, W) batch by
+        batch; bad rows are listed in ``rejected``.
     """
     if len(input_size) != 2 or min(input_size) < 1:
         raise ValueError(f"input_size must be (height, width) with both ≥ 1, not {input_size!r}")
@@ -95,7 +91,7 @@ def load_labelled_images(spec: str, *, input_size: tuple[int, int], class_names:
         num_classes = len(class_names)
     context = _Context(path.resolve(), root_label, (int(input_size[0]), int(input_size[1])),
                        tuple(class_names), num_classes)
-    return _load_rows(spec, rows, context, strict, log or _write_to_stderr)
+    return _check_rows(spec, rows, context, strict, log or _write_to_stderr, batch_size)
 
 
 def _write_to_stderr(line: str) -> None:
@@ -107,15 +103,15 @@ def _one_line(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def _load_rows(spec: str, rows: list[_Row], context: _Context, strict: bool,
-               log: Callable[[str], None]) -> LabelledImages:
-    """Read every row; bad ones are logged and listed (or raise when ``strict``)."""
-    kept: list[_Loaded] = []
+def _check_rows(spec: str, rows: list[_Row], context: _Context, strict: bool,
+                log: Callable[[str], None], batch_size: int) -> ImageSet:
+    """Check every row by reading it; bad ones are logged and listed (or raise when ``strict``)."""
+    kept: list[tuple[_Row, int]] = []
     used_by: dict[str, str] = {}
     rejected: list[dict[str, str]] = []
     for row in rows:
         try:
-            loaded = _load_row(row, context, used_by)
+            label = _check_row(row, context, used_by)
         except _RowProblem as problem:
             reason = _one_line(str(problem))
             line = _one_line(f"{row.where}: ") + reason
@@ -124,19 +120,23 @@ def _load_rows(spec: str, rows: list[_Row], context: _Context, strict: bool,
             log(line)
             rejected.append({"id": row.image_id, "source": row.source, "reason": reason})
             continue
-        kept.append(loaded)
-        used_by[loaded.image_id] = row.source
+        kept.append((row, label))
+        used_by[row.image_id] = row.source
     if not kept:
         raise ImageError(_one_line(f"{spec}: no usable images ({len(rejected)} rejected)"))
-    # from_arrays re-checks what every loader must guarantee (labels, masks) and builds the set.
-    images = from_arrays(spec, np.stack([k.image for k in kept]), np.array([k.label for k in kept]),
-                         np.stack([k.mask for k in kept]), [k.image_id for k in kept],
-                         context.class_names, context.num_classes)
-    return replace(images, rejected=tuple(rejected) + images.rejected)
+    checked = [row for row, _ in kept]
+
+    def read(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pairs = [_reread(checked[i], kept[i][1], context) for i in positions]
+        return np.stack([image for image, _ in pairs]), np.stack([mask for _, mask in pairs])
+
+    return ImageSet(spec, np.array([label for _, label in kept], np.int64),
+                    tuple(row.image_id for row in checked), read, batch_size, context.class_names,
+                    tuple(rejected))
 
 
-def _load_row(row: _Row, context: _Context, used_by: dict[str, str]) -> _Loaded:
-    """One row read, checked and resized; raises _RowProblem with the first thing wrong."""
+def _check_row(row: _Row, context: _Context, used_by: dict[str, str]) -> int:
+    """The row's label once the row has been read and found usable; raises _RowProblem otherwise."""
     if row.extra_cells:
         raise _RowProblem(f"row has {row.extra_cells} more cell(s) than the header; "
                           'a box must be quoted: "x0,y0,x1,y1"')
@@ -144,6 +144,21 @@ def _load_row(row: _Row, context: _Context, used_by: dict[str, str]) -> _Loaded:
     if row.image_id in used_by:
         raise _RowProblem(f"duplicate id {row.image_id!r}: already used by {used_by[row.image_id]}")
     label = _parse_label(row.cells.get("label", ""), context)
+    _read_row(row, label, context)
+    return label
+
+
+def _reread(row: _Row, label: int, context: _Context) -> tuple[np.ndarray, np.ndarray]:
+    """A checked row read again for the audits; a file changed since the check stops the run."""
+    try:
+        return _read_row(row, label, context)
+    except _RowProblem as problem:
+        changed = f"{row.where}: {problem} (the file changed after it was checked)"
+        raise ImageError(_one_line(changed)) from None
+
+
+def _read_row(row: _Row, label: int, context: _Context) -> tuple[np.ndarray, np.ndarray]:
+    """The row's image and mask, read, checked and resized; raises _RowProblem with the first thing wrong."""
     image = _read_image(_resolve(row.cells.get("image", ""), "image", context))
     mask = _target_mask(row.cells, label, image.shape[:2], context)
     problem = mask_problem(mask)
@@ -154,7 +169,7 @@ def _load_row(row: _Row, context: _Context, used_by: dict[str, str]) -> _Loaded:
     if problem is not None:
         height, width = context.input_size
         raise _RowProblem(f"{problem} (after resizing to {height}x{width})")
-    return _Loaded(row.image_id, image, label, mask)
+    return image, mask
 
 
 # --- where rows come from ----------------------------------------------------------------------

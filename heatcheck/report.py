@@ -356,7 +356,9 @@ def gallery(arrays: Mapping[str, np.ndarray], items_by_id: Mapping[str, Mapping[
                                   caption, colormap=colormap)
         rows.append({"src": _data_uri(png), "caption": caption,
                      "wrong": item.get("correct") is False})
-    return {"rows": rows, "methods": methods, "total": len(ids), "left_out": len(ids) - len(rows)}
+    # A run keeps the arrays of its first MAX_GALLERY images only; the items list every image.
+    total = max(len(ids), len(items_by_id))
+    return {"rows": rows, "methods": methods, "total": total, "left_out": total - len(rows), "kept": len(ids)}
 
 
 # --------------------------------------------------------------------------- sanity, stability

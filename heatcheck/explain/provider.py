@@ -1,9 +1,9 @@
-"""The session's map provider: one engine per model, maps cached for the session and on disk.
+"""The session's map provider: one engine per model, maps cached on disk.
 
-Audits ask for maps by method; the provider computes every requested method for an image
-set in one go (so the compiled engine can share passes between them) and keeps the result,
-so that localisation, sanity and stability reuse the same maps. Unnormalised maps are also
-kept on disk per image (heatcheck.cache), so an unchanged second run computes none.
+Audits ask for maps of several methods at once, so that the compiled engine can share passes
+between them. Unnormalised maps are kept on disk per image (heatcheck.cache), so that sanity
+and stability reuse the maps of the map pass (heatcheck.explain.mapset) and an unchanged
+second run computes none.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import numpy as np
 import heatcheck
 from heatcheck import preprocess
 from heatcheck.cache import MapCache
-from heatcheck.data import LabelledImages
 from heatcheck.explain import controls
 from heatcheck.explain.postprocess import normalise_per_image
 from heatcheck.models import AuditModel
@@ -44,7 +43,6 @@ class MapProvider:
         self.engine = build_engine(settings, audit_model.logits_model, audit_model.conv_layer,
                                    audit_model.device)
         self._prepare = preprocess.get(audit_model.preprocess)
-        self._session: dict[tuple[str, tuple[str, ...]], np.ndarray] = {}
         self.extra_passes = 0  # passes run by engines built for working copies of this model
         # Everything a map of this model depends on besides the input and the method.
         self.model_key = "|".join([
@@ -57,18 +55,6 @@ class MapProvider:
             reason = self.audit_model.extra.get("conv_layer_reason", "it has no spatial conv layer")
             return f"{method} cannot run on model '{self.audit_model.spec}': {reason}"
         return None
-
-    def maps(self, method: str, images: LabelledImages) -> np.ndarray:
-        """Normalised maps of ``method`` for ``images`` (kept for the session)."""
-        key = (method, images.ids)
-        if key not in self._session:
-            wanted = tuple(m for m in self.settings.methods if self.unavailable(m) is None
-                           and (m, images.ids) not in self._session)
-            wanted = wanted if method in wanted else (method,)
-            computed = self.explain_many(wanted, images.images, images.labels, normalise=True)
-            for m, v in computed.items():
-                self._session[(m, images.ids)] = v
-        return self._session[key]
 
     def explain_many(self, methods: tuple[str, ...], pixels: np.ndarray, labels: np.ndarray, *,
                      normalise: bool, engine: Any = None,

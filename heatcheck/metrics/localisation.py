@@ -147,7 +147,7 @@ def relevance_rank_accuracy(maps: npt.ArrayLike, masks: npt.ArrayLike) -> FloatA
     return ((above & inside).sum(axis=1) + tied_share) / k
 
 
-def ratio_over_chance(scores: npt.ArrayLike, masks: npt.ArrayLike) -> float:
+def ratio_over_chance(scores: npt.ArrayLike, fractions: npt.ArrayLike) -> float:
     """Mean score over mean mask fraction: how many times better than a random map.
 
     A mask covering 20 % of the image gets 0.2 energy from a random (or flat) map, so raw
@@ -155,10 +155,11 @@ def ratio_over_chance(scores: npt.ArrayLike, masks: npt.ArrayLike) -> float:
 
     Args:
         scores: (N,) per-image scores from one of the metrics above.
-        masks: the (N, H, W) masks those scores were computed on.
+        fractions: (N,) ``mask_fraction`` of the masks those scores were computed on (taken
+            per image so that a large set's masks need not be in memory at once).
     """
     scores_arr = np.asarray(scores, dtype=np.float64)
-    fractions = mask_fraction(masks)
+    fractions = np.asarray(fractions, dtype=np.float64)
     if scores_arr.shape != fractions.shape or scores_arr.size == 0:
         raise ValueError(
             f"need one score per mask and at least one: {scores_arr.shape} scores, {fractions.shape} masks"

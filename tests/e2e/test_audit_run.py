@@ -5,6 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,3 +127,35 @@ def test_only_correct_restricts_the_map_audits_to_images_the_model_gets_right(py
     localisation = [c for c in results["checks"] if c["audit"] == "localisation"]
     assert localisation
     assert all(set(c["per_image"]) == correct for c in localisation)
+
+
+def per_image_values(results: dict) -> dict[tuple[str, str, str], dict]:
+    return {(c["audit"], c["metric"], c["method"]): c["per_image"] for c in results["checks"]}
+
+
+def test_images_read_from_files_batch_by_batch_audit_like_the_bench_in_memory(pytester):
+    """The bench written to PNG files and read lazily in batches of 5 gives the same per-image
+    values as the in-memory bench in batches of 32 (labels, localisation, faithfulness)."""
+    from PIL import Image
+
+    from fixtures.bench import make_bench
+
+    images, labels, masks, ids = make_bench(24, seed=0)
+    rows = ["id,image,label,mask"]
+    for i, image_id in enumerate(ids):
+        Image.fromarray(images[i]).save(pytester.path / f"{image_id}.png")
+        Image.fromarray(masks[i].astype(np.uint8) * 255).save(pytester.path / f"{image_id}-mask.png")
+        rows.append(f"{image_id},{image_id}.png,{labels[i]},{image_id}-mask.png")
+    manifest = pytester.path / "manifest.csv"
+    manifest.write_text("\n".join(rows) + "\n")
+    targets = ("audits/test_labels.py", "audits/test_localisation.py", "audits/test_faithfulness.py")
+    args = ("--no-cache", "--methods", "saliency,gradcam")
+    code, in_memory, _ = run_audits(pytester, *args, *[str(REPO / t) for t in targets[1:]],
+                                    target=targets[0])
+    assert code == 0, in_memory["errors"]
+    code, from_files, _ = run_audits(pytester, *args, "--images", str(manifest), "--batch-size", "5",
+                                     *[str(REPO / t) for t in targets[1:]], target=targets[0])
+    assert code == 0, from_files["errors"]
+    assert from_files["images"]["count"] == 24
+    assert per_image_values(from_files) == per_image_values(in_memory)
+    assert len(per_image_values(in_memory)) == 1 + 2 * 4 + 2

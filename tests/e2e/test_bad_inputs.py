@@ -3,6 +3,9 @@ bad row with its one-line reason, audits the rest and still writes the report; a
 problem stops with one line and the report is still written."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -82,11 +85,39 @@ def test_strict_inputs_stop_at_the_first_bad_row(pytester):
     assert "image file not found" in results["errors"][0]["message"]
 
 
+def in_a_subprocess(code: str, path: Path) -> Path:
+    """Run Keras ``code`` (which writes ``path``) in a fresh interpreter, as the audits run;
+    TensorFlow imported in this test process after pytester has run aborts here."""
+    subprocess.run([sys.executable, "-c", code, str(path)], check=True, cwd=REPO,
+                   env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return path
+
+
+NAN_MODEL = """
+import sys, keras, numpy as np
+inputs = keras.Input((64, 64, 3))
+features = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="conv")(inputs))
+model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="head")(features))
+kernel, bias = model.get_layer("head").get_weights()
+model.get_layer("head").set_weights([np.full_like(kernel, np.nan), bias])  # NaN out for any image
+model.save(sys.argv[1])
+"""
+BENCH_WEIGHTS = """
+import sys, keras
+keras.saving.load_model("fixtures/bench_models/clean.keras").save_weights(sys.argv[1])
+"""
+
+
 @pytest.mark.parametrize(("setup", "message"), [
     ("missing-manifest", "manifest not found"),
     ("missing-column", "missing column 'label'"),
     ("empty-set", "no usable images"),
     ("missing-model", "model file not found"),
+    ("corrupt-model", "cannot load model"),
+    ("weights-for-another-architecture", "does not fit"),
+    ("nan-output", "output has NaN or Inf for 4 image(s), first at index 0"),
+    ("layer-missing", "--layer nope: no such layer"),
+    ("layer-not-spatial", "--layer gap: output shape (None, 64) is not"),
 ])
 def test_whole_set_problems_stop_with_one_line_and_still_write_the_report(pytester, setup, message):
     manifest = pytester.path / "manifest.csv"
@@ -97,8 +128,23 @@ def test_whole_set_problems_stop_with_one_line_and_still_write_the_report(pytest
         manifest.write_text("image,label,mask\nnothing.png,circle,none.png\n")
     elif setup == "missing-model":
         args = ["--model", str(pytester.path / "nope.keras")]
+    elif setup == "corrupt-model":
+        (pytester.path / "corrupt.keras").write_bytes(b"PK\x03\x04 not really a zip")
+        args = ["--model", str(pytester.path / "corrupt.keras")]
+    elif setup == "weights-for-another-architecture":
+        weights = in_a_subprocess(BENCH_WEIGHTS, pytester.path / "bench.weights.h5")
+        args = ["--model", "mobilenet_v2", "--weights", str(weights)]
+    elif setup == "nan-output":
+        model = in_a_subprocess(NAN_MODEL, pytester.path / "nan.keras")
+        args = ["--model", str(model), "--images", "bench:4"]
+    elif setup == "layer-missing":
+        args = ["--layer", "nope"]
+    elif setup == "layer-not-spatial":
+        args = ["--layer", "gap"]
     result, results = run(pytester, *args)
     assert result.ret == 1
     assert results["verdict"] == "fail"
-    assert all(message in e["message"] for e in results["errors"])
+    assert results["errors"]
+    assert all(message in e["message"] for e in results["errors"]), results["errors"]
     assert "heatcheck: input error: " in result.stdout.str()
+    assert message in result.stdout.str()

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from PIL import Image
 
-from heatcheck.data import ImageError, LabelledImages
+from heatcheck.data import ImageError, ImageSet, LabelledImages
 from heatcheck.loaders import load_labelled_images
 
 REPEATABLE = settings(derandomize=True, database=None, deadline=None, max_examples=40)
@@ -246,7 +246,9 @@ def test_csv_with_masks_loads_pixels_labels_and_masks_exactly(tmp_path: Path) ->
     write_files(tmp_path)
     manifest = write_manifest(tmp_path, [{"image": "a.png", "label": "0", "mask": "a_mask.png"},
                                          {"image": "b.png", "label": "2", "mask": "b_mask.png"}])
-    images = load_labelled_images(str(manifest), input_size=SIZE, num_classes=3)
+    image_set = load_labelled_images(str(manifest), input_size=SIZE, num_classes=3)
+    assert isinstance(image_set, ImageSet)
+    images = image_set.take()
     assert isinstance(images, LabelledImages)
     assert images.spec == str(manifest)
     assert images.ids == ("a.png", "b.png")
@@ -277,7 +279,7 @@ def test_box_column_becomes_a_mask_at_the_original_size(tmp_path: Path) -> None:
     save(tmp_path / "a.png", photo())
     manifest = write_manifest(tmp_path, [{"image": "a.png", "label": "0", "box": "2,1,5,4"}],
                               columns=["image", "label", "box"])
-    [mask] = load_labelled_images(str(manifest), input_size=SIZE).masks
+    [mask] = load_labelled_images(str(manifest), input_size=SIZE).take().masks
     expected = np.zeros((8, 8), dtype=bool)
     expected[1:4, 2:5] = True
     np.testing.assert_array_equal(mask, expected)
@@ -288,7 +290,7 @@ def test_mask_column_wins_and_box_fills_in_where_masks_are_missing(tmp_path: Pat
     rows = [{"image": "a.png", "label": "0", "mask": "a_mask.png", "box": "0,0,1,1"},
             {"image": "b.png", "label": "0", "box": "0,0,1,1"}]
     manifest = write_manifest(tmp_path, rows)
-    masks = load_labelled_images(str(manifest), input_size=SIZE).masks
+    masks = load_labelled_images(str(manifest), input_size=SIZE).take().masks
     np.testing.assert_array_equal(masks[0], square() > 0)
     assert masks[1].sum() == 1
     assert masks[1][0, 0]
@@ -300,7 +302,7 @@ def test_voc_annotation_is_the_union_of_the_labelled_class_boxes(tmp_path: Path)
     (tmp_path / "a.xml").write_text(voc(("cat", 3, 2, 4, 3), ("dog", 1, 1, 8, 8), ("cat", 6, 6, 7, 7)))
     manifest = write_manifest(tmp_path, [{"image": "a.png", "label": "0", "annotation": "a.xml"}],
                               columns=["image", "label", "annotation"])
-    [mask] = load_labelled_images(str(manifest), input_size=SIZE, class_names=CLASSES).masks
+    [mask] = load_labelled_images(str(manifest), input_size=SIZE, class_names=CLASSES).take().masks
     expected = np.zeros((8, 8), dtype=bool)
     expected[1:3, 2:4] = True
     expected[5:7, 5:7] = True
@@ -313,7 +315,7 @@ def test_folder_per_class_layout_with_class_name_folders(tmp_path: Path) -> None
     save(tmp_path / "images" / "cat" / "c.jpg", photo(seed=4))
     save(tmp_path / "masks" / "cat" / "c.png", square(top=1))  # a JPEG photo, a PNG mask
     (tmp_path / "images" / "cat" / "README.txt").write_text("not an image: skipped")
-    images = load_labelled_images(str(tmp_path), input_size=SIZE)
+    images = load_labelled_images(str(tmp_path), input_size=SIZE).take()
     assert images.class_names == ("cat", "dog")  # sorted, as Keras numbers class folders
     assert images.ids == ("cat/c.jpg", "dog/d.png")
     assert images.labels.tolist() == [0, 1]
@@ -349,7 +351,7 @@ def test_grayscale_palette_rgba_and_16_bit_images_become_rgb(tmp_path: Path) -> 
     save(tmp_path / "mask.png", square())
     rows = [{"image": name, "label": "0", "mask": "mask.png"}
             for name in ("gray.png", "rgba.png", "palette.png", "deep.png")]
-    images = load_labelled_images(str(write_manifest(tmp_path, rows)), input_size=SIZE).images
+    images = load_labelled_images(str(write_manifest(tmp_path, rows)), input_size=SIZE).take().images
     assert images.shape == (4, 8, 8, 3)
     np.testing.assert_array_equal(images[0], np.dstack([gray] * 3))
     np.testing.assert_array_equal(images[1], photo())  # alpha dropped, colours kept
@@ -365,7 +367,7 @@ def test_resizing_keeps_masks_boolean_and_nearest_neighbour(tmp_path: Path) -> N
     save(tmp_path / "small_mask.png", blocks[::2, ::2].astype(np.uint8))
     rows = [{"image": "big.png", "label": "0", "mask": "big_mask.png"},
             {"image": "small.png", "label": "0", "mask": "small_mask.png"}]
-    images = load_labelled_images(str(write_manifest(tmp_path, rows)), input_size=SIZE)
+    images = load_labelled_images(str(write_manifest(tmp_path, rows)), input_size=SIZE).take()
     assert images.images.shape == (2, 8, 8, 3)
     assert images.masks.dtype == bool
     np.testing.assert_array_equal(images.masks[0], blocks)  # 2×2 blocks shrink to their value
@@ -384,7 +386,7 @@ def test_mask_that_vanishes_when_resized_is_rejected(tmp_path: Path) -> None:
     assert lines == [f"{manifest} row 3 (big.png): mask is empty: no object pixels (after resizing to 8x8)"]
 
 
-# --- properties: malformed input gives LabelledImages or ImageError, nothing else ----------------
+# --- properties: malformed input gives an ImageSet or ImageError, nothing else ----------------
 
 CELLS = st.one_of(
     st.sampled_from(["a.png", "a_mask.png", "a.xml", "..", "../a.png", "/etc/passwd", "/", ".", "", "0", "1",
@@ -421,18 +423,19 @@ def manifests(draw: st.DrawFn) -> list[list[str]]:
 
 
 def load_or_refuse(spec: Path) -> None:
-    """Load ``spec``; any outcome but LabelledImages or ImageError fails the property."""
+    """Load ``spec`` and read it; any outcome but an ImageSet or ImageError fails the property."""
     lines: list[str] = []
     try:
-        outcome: LabelledImages | ImageError = load_labelled_images(
+        outcome: ImageSet | ImageError = load_labelled_images(
             str(spec), input_size=(4, 4), class_names=("cat", "dog"), log=lines.append)
     except ImageError as err:
         outcome = err
     if isinstance(outcome, ImageError):
         assert "\n" not in str(outcome)
         return
-    assert outcome.masks.dtype == bool
-    assert outcome.images.shape[1:] == (4, 4, 3)
+    read = outcome.take()  # every row that passed the check reads again the same way
+    assert read.masks.dtype == bool
+    assert read.images.shape[1:] == (4, 4, 3)
     assert len(lines) == len(outcome.rejected)
     assert not any("\n" in line for line in lines)
 
@@ -487,3 +490,128 @@ def test_malformed_mask_loads_or_raises_image_error(
     manifest = write_manifest(folder, [{"image": "a.png", "label": "0", "mask": "m.png"}],
                               columns=["image", "label", "mask"])
     load_or_refuse(manifest)
+
+
+# Box corners around and across a 6×6 image's edges, so that every box check gets reached.
+CORNER = st.one_of(st.integers(-2, 8).map(str), st.floats(-2, 8, allow_nan=False).map(lambda v: f"{v:.2f}"),
+                   st.sampled_from(["nan", "inf", "-inf", "", "x", " 3 "]))
+BOX_REASONS = ("malformed box", "box ", "mask is empty", "mask covers the whole image")
+
+
+@REPEATABLE
+@given(corners=st.lists(CORNER, min_size=3, max_size=5))
+def test_any_box_is_a_mask_of_its_pixels_or_a_named_refusal(
+        tmp_path_factory: pytest.TempPathFactory, corners: list[str]) -> None:
+    folder = tmp_path_factory.mktemp("box")
+    save(folder / "a.png", photo(6, 6))
+    box = ",".join(corners)
+    manifest = write_manifest(folder, [{"image": "a.png", "label": "0", "box": box}],
+                              columns=["image", "label", "box"])
+    lines: list[str] = []
+    try:
+        [mask] = load_labelled_images(str(manifest), input_size=(6, 6), log=lines.append).take().masks
+    except ImageError:  # the only row was refused: its line says why
+        assert len(lines) == 1
+        assert lines[0].split(": ", 1)[1].startswith(BOX_REASONS), lines
+        return
+    x0, y0, x1, y1 = (float(c) for c in corners)  # a kept box is 4 numbers inside the image
+    assert 0 <= x0 < x1 <= 6
+    assert 0 <= y0 < y1 <= 6
+    ys, xs = np.nonzero(mask)
+    # Every pixel the box touches is object, and no other.
+    assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (
+        int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
+    assert mask.sum() == (xs.max() + 1 - xs.min()) * (ys.max() + 1 - ys.min())
+
+
+@REPEATABLE
+@given(objects=st.lists(st.tuples(st.sampled_from(["cat", "dog", " cat", "bird"]),
+                                  *[st.integers(-1, 10).map(str) | st.sampled_from(["", "x", "2.5"])] * 4),
+                        max_size=3))
+def test_any_voc_annotation_is_a_mask_or_a_named_refusal(
+        tmp_path_factory: pytest.TempPathFactory, objects: list[tuple[str, ...]]) -> None:
+    folder = tmp_path_factory.mktemp("voc")
+    save(folder / "a.png", photo(8, 8))
+    boxes = "".join(f"<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax>"
+                    f"<ymax>{d}</ymax></bndbox></object>" for n, a, b, c, d in objects)
+    (folder / "a.xml").write_text(f"<annotation>{boxes}</annotation>")
+    manifest = write_manifest(folder, [{"image": "a.png", "label": "cat", "annotation": "a.xml"}],
+                              columns=["image", "label", "annotation"])
+    lines: list[str] = []
+    try:
+        [mask] = load_labelled_images(str(manifest), input_size=SIZE, class_names=CLASSES,
+                                      log=lines.append).take().masks
+    except ImageError:
+        assert len(lines) == 1
+        assert lines[0].split(": ", 1)[1].startswith(
+            ("annotation has no object", "annotation object", "malformed annotation box",
+             "annotation box", "mask is empty", "mask covers the whole image")), lines
+        return
+    assert mask.dtype == bool
+    assert 0 < mask.sum() < mask.size
+
+
+# --- lazy reading ------------------------------------------------------------------------------
+
+def test_loading_keeps_no_pixels_and_reading_asks_for_one_batch_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = []
+    for i in range(10):
+        save(tmp_path / f"{i}.png", photo(seed=i))
+        rows.append({"image": f"{i}.png", "label": "0", "box": "1,1,5,5"})
+    image_set = load_labelled_images(str(write_manifest(tmp_path, rows)), input_size=SIZE, batch_size=4)
+    assert len(image_set) == 10
+    assert not any(isinstance(v, np.ndarray) and v.ndim > 1 for v in vars(image_set).values())
+
+    from heatcheck import loaders
+
+    decoded: list[str] = []
+    real = loaders._read_image
+    monkeypatch.setattr(loaders, "_read_image", lambda path: decoded.append(path.name) or real(path))
+    sizes = []
+    for rows_read, batch in image_set.batches():
+        sizes.append(len(decoded))
+        decoded.clear()
+        np.testing.assert_array_equal(batch.images[0], photo(seed=rows_read.start))
+    assert sizes == [4, 4, 2]  # each batch decodes its own images, when it is asked for
+    view = image_set.subset(np.array([7, 2]))
+    assert view.ids == ("7.png", "2.png")
+    assert decoded == []  # a subset reads nothing
+    np.testing.assert_array_equal(view.take().images[1], photo(seed=2))
+
+
+def peak_bytes_reading(folder: Path, count: int) -> int:
+    """Peak Python/numpy allocation while loading and reading ``count`` 64×64 images in batches of 8."""
+    import tracemalloc
+
+    rows = []
+    for i in range(count):
+        save(folder / f"{i}.png", photo(64, 64, seed=i))
+        rows.append({"image": f"{i}.png", "label": "0", "box": "8,8,40,40"})
+    manifest = write_manifest(folder, rows)
+    tracemalloc.start()
+    try:
+        image_set = load_labelled_images(str(manifest), input_size=(64, 64), batch_size=8)
+        assert sum(len(batch) for _, batch in image_set.batches()) == count
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_memory_holds_a_batch_not_the_set(tmp_path: Path) -> None:
+    """300 more images cost their rows' ids and cells (about 1 kB each), not their pixels (12 kB)."""
+    small = peak_bytes_reading(tmp_path / "small", 100)
+    large = peak_bytes_reading(tmp_path / "large", 400)
+    added_pixels = 300 * 64 * 64 * 3  # 3.7 MB decoded
+    assert large - small < added_pixels / 4, (small, large)
+
+
+def test_a_file_changed_after_the_check_stops_with_its_row(tmp_path: Path) -> None:
+    save(tmp_path / "a.png", photo())
+    manifest = write_manifest(tmp_path, [{"image": "a.png", "label": "0", "box": "1,1,5,5"}])
+    image_set = load_labelled_images(str(manifest), input_size=SIZE)
+    (tmp_path / "a.png").unlink()
+    with pytest.raises(ImageError) as raised:
+        image_set.take()
+    assert str(raised.value) == (f"{manifest} row 2 (a.png): image file not found "
+                                 "(the file changed after it was checked)")

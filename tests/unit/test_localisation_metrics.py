@@ -176,19 +176,19 @@ def test_ratio_over_chance_of_a_uniform_map_is_one() -> None:
     masks = square_masks()
     masks[1, 0, :] = True
     scores = energy_pointing_game(np.ones(masks.shape), masks)
-    assert ratio_over_chance(scores, masks) == pytest.approx(1.0, rel=1e-12)
+    assert ratio_over_chance(scores, mask_fraction(masks)) == pytest.approx(1.0, rel=1e-12)
 
 
 def test_ratio_over_chance_divides_mean_score_by_mean_fraction() -> None:
     masks = np.zeros((2, 10, 10), dtype=bool)
     masks[0, :2] = True  # 20 %
     masks[1, :1] = True  # 10 %
-    assert ratio_over_chance(np.array([0.5, 0.4]), masks) == pytest.approx(3.0)
+    assert ratio_over_chance(np.array([0.5, 0.4]), mask_fraction(masks)) == pytest.approx(3.0)
 
 
 def test_ratio_over_chance_needs_one_score_per_mask() -> None:
     with pytest.raises(ValueError, match="one score per mask"):
-        ratio_over_chance(np.array([0.5]), square_masks(n=2))
+        ratio_over_chance(np.array([0.5]), mask_fraction(square_masks(n=2)))
 
 
 @pytest.mark.parametrize("score", METRICS)

@@ -412,6 +412,18 @@ def test_a_thousand_images_stay_under_20_mb() -> None:
     assert f"{1000 - report.MAX_GALLERY} of 1000 images left out" in html
 
 
+def test_a_run_that_kept_the_first_images_says_so() -> None:
+    """A run keeps arrays for its first MAX_GALLERY images only; the page counts every image."""
+    results, arrays = large_audit(300)
+    per_row = ("ids", "images", "masks")
+    kept = {k: v[: report.MAX_GALLERY] if k in per_row or k.startswith("map/") else v
+            for k, v in arrays.items()}
+    html = report.render(results, kept)
+    assert img_count(html) == report.MAX_GALLERY
+    assert f"{report.MAX_GALLERY} of 300 images shown; {300 - report.MAX_GALLERY} left out" in html
+    assert f"the run keeps the maps of its first {report.MAX_GALLERY} images" in html
+
+
 # --------------------------------------------------------------------------- escaping
 def _set(results: dict[str, Any], where: str) -> None:
     if where == "class name":

@@ -1,0 +1,93 @@
+"""The maps of a whole image set, computed batch by batch and kept on disk.
+
+A set larger than memory has maps larger than memory too (a float32 map is 4/3 the bytes of
+its uint8 RGB image, per method), so the map pass writes every batch's maps, and the masks
+the localisation audit compares them with, into memory-mapped .npy files; the audits then
+read them back a chunk at a time. The operating system pages them in and out as it needs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from heatcheck.data import ImageSet
+from heatcheck.explain.provider import MapProvider
+
+
+@dataclass(frozen=True)
+class MapSet:
+    """Normalised maps (N, H, W) per method and the object masks (N, H, W) of an ImageSet."""
+
+    ids: tuple[str, ...]
+    masks: np.ndarray
+    maps: dict[str, np.ndarray]
+    chunk: int = 32
+
+    def __getitem__(self, method: str) -> np.ndarray:
+        return self.maps[method]
+
+    def __contains__(self, method: object) -> bool:
+        return method in self.maps
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def chunks(self) -> Iterator[slice]:
+        for start in range(0, len(self), self.chunk):
+            yield slice(start, min(start + self.chunk, len(self)))
+
+    def per_image(self, method: str, score: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+        """``score(maps, masks)`` of a per-image metric, a chunk at a time, as one (N,) array."""
+        maps = self.maps[method]
+        return np.concatenate([np.asarray(score(np.asarray(maps[rows]), np.asarray(self.masks[rows])))
+                               for rows in self.chunks()])
+
+    def per_mask(self, score: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """``score(masks)`` per image, a chunk at a time, as one (N,) array."""
+        return np.concatenate([np.asarray(score(np.asarray(self.masks[rows]))) for rows in self.chunks()])
+
+    def rows(self, ids: tuple[str, ...] | list[str], method: str) -> np.ndarray:
+        """The maps of ``ids`` in that order; images not in the set get NaN maps."""
+        index = {image_id: i for i, image_id in enumerate(self.ids)}
+        out = np.full((len(ids), *self.masks.shape[1:]), np.nan, np.float32)
+        for row, image_id in enumerate(ids):
+            if image_id in index:
+                out[row] = self.maps[method][index[image_id]]
+        return out
+
+
+def compute_map_set(provider: MapProvider, images: ImageSet, methods: tuple[str, ...],
+                    folder: Path | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> MapSet:
+    """Every method's normalised maps for ``images``, one batch at a time.
+
+    Args:
+        folder: where the memory-mapped arrays live; None keeps them in memory (small sets, tests).
+        progress: called with (images done, images in all) after every batch.
+    """
+    masks: np.ndarray | None = None
+    maps: dict[str, np.ndarray] = {}
+    for rows, batch in images.batches():
+        computed = provider.explain_many(methods, batch.images, batch.labels, normalise=True)
+        if masks is None:
+            shape = (len(images), *batch.masks.shape[1:])
+            masks = _allocate(folder, "masks", shape, np.dtype(bool))
+            maps = {m: _allocate(folder, f"map-{m}", shape, np.dtype(np.float32)) for m in methods}
+        masks[rows] = batch.masks
+        for m in methods:
+            maps[m][rows] = computed[m]
+        if progress is not None:
+            progress(rows.stop, len(images))
+    assert masks is not None, "an ImageSet is never empty"
+    return MapSet(images.ids, masks, maps, images.batch_size)
+
+
+def _allocate(folder: Path | None, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+    if folder is None:
+        return np.empty(shape, dtype)
+    folder.mkdir(parents=True, exist_ok=True)
+    return np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
