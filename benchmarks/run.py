@@ -5,6 +5,8 @@ W1  the seed workload (VGG16 weights=None, 4 images 224², Saliency, SmoothGrad(
 W2  `make audit`'s default run, cold map cache and warm.
 W3  pointing game, cascading randomisation and max-sensitivity: heatcheck vs the floor (and
     vs Quantus, when ``benchmarks/quantus_side.py`` can run in ``.venv-quantus``).
+W4  memory: peak RSS of `pytest audits/` (labels, localisation, faithfulness) on image sets
+    read from files, small and 4× larger: what each extra image costs against its pixels and maps.
 
 Everything is measured in this one run, interleaved, so ratios compare like with like: the
 same call varies by ±20 % from run to run on shared 2-core machines. ``--quick`` runs every
@@ -148,6 +150,83 @@ def w2(quick: bool) -> dict[str, Any]:
             "passes_run_warm": passes[1]["run"], "run_vs_unshared": passes[0]["run"] / passes[0]["unshared"]}
 
 
+def write_image_set(folder: Path, count: int) -> Path:
+    """``count`` bench images (distinct seeds per 250) as PNG files with masks and a manifest."""
+    from PIL import Image
+
+    from fixtures.bench import make_bench
+
+    folder.mkdir(parents=True)
+    rows = ["id,image,label,mask"]
+    for start in range(0, count, 250):
+        images, labels, masks, _ = make_bench(min(250, count - start), seed=100 + start)
+        for i, (image, label, mask) in enumerate(zip(images, labels, masks, strict=True)):
+            Image.fromarray(image).save(folder / f"{start + i}.png")
+            Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"{start + i}-mask.png")
+            rows.append(f"img-{start + i},{start + i}.png,{label},{start + i}-mask.png")
+    (folder / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return folder / "manifest.csv"
+
+
+def anon_kb(pid: int) -> int | None:
+    """The process's resident anonymous memory (heap, not file-backed pages), Linux only."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def peak_memory_mb(args: list[str]) -> tuple[float, float, float | None]:
+    """Seconds, peak resident memory (MB) and peak anonymous memory (MB, sampled every 50 ms) of
+    one child process. File-backed pages (the memory-mapped maps) count in the first, not the second:
+    the kernel can drop them, so the second is what a set's size really pushes up."""
+    start = time.perf_counter()
+    child = subprocess.Popen(args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    anon_peak: int | None = None
+    while True:
+        pid, status, usage = os.wait4(child.pid, os.WNOHANG)
+        if pid:
+            break
+        sample = anon_kb(child.pid)
+        if sample is not None:
+            anon_peak = max(anon_peak or 0, sample)
+        time.sleep(0.05)
+    child.returncode = os.waitstatus_to_exitcode(status)
+    if child.returncode not in (0, 1):
+        raise RuntimeError(f"W4 run failed with exit code {child.returncode}: {' '.join(args)}")
+    anon_mb = None if anon_peak is None else anon_peak / 1024
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, anon_mb  # ru_maxrss is in kB on Linux
+
+
+def w4(quick: bool) -> dict[str, Any]:
+    counts = (20, 80) if quick else (500, 2000)
+    methods = ("saliency", "gradcam")
+    seconds, peaks, anon = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for count in counts:
+            manifest = write_image_set(Path(tmp) / f"set-{count}", count)
+            took, peak, anon_peak = peak_memory_mb([
+                sys.executable, "-m", "pytest", *(str(REPO / "audits" / f) for f in (
+                    "test_labels.py", "test_localisation.py", "test_faithfulness.py")),
+                "-q", "-p", "no:cacheprovider", "--no-cache", "--images", str(manifest),
+                "--methods", ",".join(methods), "--report-dir", f"{tmp}/reports-{count}"])
+            seconds.append(took)
+            peaks.append(peak)
+            anon.append(anon_peak)
+    extra = counts[1] - counts[0]
+    per_image_kb = (peaks[1] - peaks[0]) * 1024 / extra
+    anon_per_image_kb = None if None in anon else (anon[1] - anon[0]) * 1024 / extra  # type: ignore[operator]
+    # What an image would cost held in memory: uint8 RGB pixels, a bool mask, a float32 map per method.
+    held_kb = 64 * 64 * (3 + 1 + 4 * len(methods)) / 1024
+    return {"workload": "W4", "images": list(counts), "methods": list(methods), "seconds": seconds,
+            "peak_rss_mb": peaks, "peak_anon_mb": anon, "rss_kb_per_extra_image": per_image_kb,
+            "anon_kb_per_extra_image": anon_per_image_kb, "held_kb_per_image": held_kb,
+            "note": "maps live in memory-mapped files: their pages count in RSS, not in anonymous memory"}
+
+
 def w3(quick: bool, quantus: dict[str, float | str]) -> list[dict[str, Any]]:
     from benchmarks.metrics_side import heatcheck_metrics
 
@@ -176,7 +255,7 @@ def quantus_times(quick: bool) -> dict[str, float | str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="toy sizes: checks the script, not speed")
-    parser.add_argument("--workloads", default="W1,W2,W3")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -192,6 +271,8 @@ def main(argv: list[str] | None = None) -> None:
     if "W3" in chosen:
         for line in w3(args.quick, quantus_times(args.quick)):
             emit(line)
+    if "W4" in chosen:
+        emit(w4(args.quick))
 
 
 if __name__ == "__main__":

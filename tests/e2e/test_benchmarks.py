@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_quick_benchmark_prints_every_workload_line():
-    out = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--workloads", "W1,W3"],
+    out = subprocess.run([sys.executable, "-m", "benchmarks.run", "--quick", "--workloads", "W1,W3,W4"],
                          cwd=REPO, capture_output=True, text=True, timeout=900, check=True).stdout
     lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     w1 = next(line for line in lines if line.get("workload") == "W1")
@@ -22,3 +22,7 @@ def test_quick_benchmark_prints_every_workload_line():
     w3 = {line["metric"]: line for line in lines if line.get("workload") == "W3"}
     assert set(w3) == {"pointing_game", "cascading_randomisation", "max_sensitivity"}
     assert all({"heatcheck_s", "quantus_s", "floor_s"} <= set(line) for line in w3.values())
+    w4 = next(line for line in lines if line.get("workload") == "W4")
+    assert w4["images"] == [20, 80]
+    assert len(w4["peak_rss_mb"]) == 2
+    assert all(p > 100 for p in w4["peak_rss_mb"])  # TensorFlow alone takes more: the child was measured
