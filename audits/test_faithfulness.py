@@ -9,7 +9,7 @@ is why this audit and localisation together tell a Clever Hans model apart.
 
 import pytest
 
-from fixtures.audit_fixtures import require
+from fixtures.audit_fixtures import input_errors, require
 from heatcheck.faithfulness import FRACTIONS, set_deletion_curves
 from heatcheck.metrics.base import finite_mean
 from heatcheck.metrics.faithfulness import deletion_auc
@@ -17,20 +17,22 @@ from heatcheck.metrics.faithfulness import deletion_auc
 pytestmark = pytest.mark.heatcheck_audit
 
 
+RANDOM = "random order"  # the baseline: deleting pixels in a seeded random order (ties at random)
+
+
 @pytest.fixture(scope="session")
-def random_deletion(audit_model, audit_images, settings):
-    """The baseline: deleting pixels in a seeded random order (a flat map, ties at random)."""
-    curves = set_deletion_curves(audit_model, audit_images, None, seed=settings.seed)
-    return curves, deletion_auc(curves, FRACTIONS)
+def deletion_run(audit_model, audit_images, audit_maps, settings, result_store):
+    """Deletion curves of every method's maps and of the random order, in one pass over the images."""
+    wanted = {RANDOM: None, **audit_maps.maps}
+    with input_errors(result_store):
+        return set_deletion_curves(audit_model, audit_images, wanted, seed=settings.seed)
 
 
-def test_deletion(method, audit_model, audit_maps, audit_images, random_deletion, map_provider, settings,
-                  gate):
+def test_deletion(method, deletion_run, audit_images, map_provider, gate):
     metric = "deletion_auc_over_random"
     require(map_provider.unavailable(method), gate, "faithfulness", metric, method)
-    curves = set_deletion_curves(audit_model, audit_images, audit_maps[method], seed=settings.seed)
-    auc = deletion_auc(curves, FRACTIONS)
-    random_curves, random_auc = random_deletion
+    curves, random_curves = deletion_run[method], deletion_run[RANDOM]
+    auc, random_auc = deletion_auc(curves, FRACTIONS), deletion_auc(random_curves, FRACTIONS)
     ratio = float(finite_mean(auc)) / float(finite_mean(random_auc))
     gate.check("faithfulness", metric, method, ratio, direction="lower", per_image=auc,
                ids=audit_images.ids,

@@ -7,6 +7,8 @@ in a seeded random order, the baseline a map must beat.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
@@ -25,12 +27,14 @@ def blurred(images: np.ndarray, sigma_fraction: float = 1 / 16) -> np.ndarray:
 
 
 def deletion_curves(model: AuditModel, images: LabelledImages, maps: np.ndarray,
-                    fractions: np.ndarray = FRACTIONS, rng: np.random.Generator | None = None) -> np.ndarray:
+                    fractions: np.ndarray = FRACTIONS, rng: np.random.Generator | None = None,
+                    baseline: np.ndarray | None = None) -> np.ndarray:
     """(N, F) probability of each image's label after deleting each fraction of its pixels in
-    the order of ``maps`` (most important first); ``rng`` breaks ties at random."""
+    the order of ``maps`` (most important first); ``rng`` breaks ties at random. ``baseline``:
+    the images' blurred copies, when the caller deletes for several maps."""
     n, h, w = maps.shape
     order = deletion_order(maps, rng)
-    baseline = blurred(images.images)
+    baseline = blurred(images.images) if baseline is None else baseline
     batch = np.repeat(np.asarray(images.images, np.float32)[:, None], len(fractions), axis=1)
     for j, fraction in enumerate(fractions):
         k = int(round(fraction * h * w))
@@ -42,17 +46,21 @@ def deletion_curves(model: AuditModel, images: LabelledImages, maps: np.ndarray,
     return probs[np.arange(n * len(fractions)), np.repeat(images.labels, len(fractions))].reshape(n, -1)
 
 
-def set_deletion_curves(model: AuditModel, images: ImageSet, maps: np.ndarray | None,
-                        fractions: np.ndarray = FRACTIONS, seed: int | None = None) -> np.ndarray:
-    """:func:`deletion_curves` of a whole set, read batch by batch.
+def set_deletion_curves(model: AuditModel, images: ImageSet, maps: Mapping[str, np.ndarray | None],
+                        fractions: np.ndarray = FRACTIONS, seed: int | None = None) -> dict[str, np.ndarray]:
+    """:func:`deletion_curves` of a whole set for several maps at once, read batch by batch.
 
-    ``maps``: (N, H, W) maps in the set's order (memory-mapped is fine: only a batch's rows are
-    read); None deletes in random order, the baseline. One generator runs through the batches,
-    so the tie-breaking draws do not depend on the batch size.
+    ``maps``: name -> (N, H, W) maps in the set's order (memory-mapped is fine: only a batch's
+    rows are read), or None to delete in random order, the baseline. Each batch is read and
+    blurred once for all of them. Every name has its own generator seeded with ``seed``, so its
+    tie-breaking draws depend neither on the other names nor on the batch size.
     """
-    rng = None if seed is None else np.random.default_rng(seed)
-    curves = []
+    rngs = {name: None if seed is None else np.random.default_rng(seed) for name in maps}
+    curves: dict[str, list[np.ndarray]] = {name: [] for name in maps}
     for rows, batch in images.batches():
-        batch_maps = np.zeros(batch.masks.shape, np.float32) if maps is None else np.asarray(maps[rows])
-        curves.append(deletion_curves(model, batch, batch_maps, fractions, rng))
-    return np.concatenate(curves)
+        baseline = blurred(batch.images)
+        flat = np.zeros(batch.masks.shape, np.float32)
+        for name, values in maps.items():
+            batch_maps = flat if values is None else np.asarray(values[rows])
+            curves[name].append(deletion_curves(model, batch, batch_maps, fractions, rngs[name], baseline))
+    return {name: np.concatenate(parts) for name, parts in curves.items()}

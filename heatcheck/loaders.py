@@ -2,10 +2,11 @@
 
 Every bad row is reported on one line and left out (or, with ``strict=True``, stops the load);
 whole-set problems raise :class:`~heatcheck.data.ImageError`. Loading checks every row once
-(read, decoded, resized, mask checked) and keeps only its id and label; the returned
-:class:`~heatcheck.data.ImageSet` reads the pixels again batch by batch when the audits ask,
-so memory holds one batch, not the set. Decoding twice costs milliseconds per image, far less
-than one map; checking up front keeps every bad-row line before the audits' output.
+(read, decoded, resized, mask checked) and keeps only its id, label and its files' sizes and
+modification times; the returned :class:`~heatcheck.data.ImageSet` reads the pixels again
+batch by batch whenever an audit pass asks (label consistency, the map pass, faithfulness,
+the samples), so memory holds one batch, not the set. Each read costs milliseconds per image,
+far less than one map; checking up front keeps every bad-row line before the audits' output.
 """
 
 from __future__ import annotations
@@ -106,12 +107,12 @@ def _one_line(text: str) -> str:
 def _check_rows(spec: str, rows: list[_Row], context: _Context, strict: bool,
                 log: Callable[[str], None], batch_size: int) -> ImageSet:
     """Check every row by reading it; bad ones are logged and listed (or raise when ``strict``)."""
-    kept: list[tuple[_Row, int]] = []
+    kept: list[_Checked] = []
     used_by: dict[str, str] = {}
     rejected: list[dict[str, str]] = []
     for row in rows:
         try:
-            label = _check_row(row, context, used_by)
+            checked = _check_row(row, context, used_by)
         except _RowProblem as problem:
             reason = _one_line(str(problem))
             line = _one_line(f"{row.where}: ") + reason
@@ -120,23 +121,30 @@ def _check_rows(spec: str, rows: list[_Row], context: _Context, strict: bool,
             log(line)
             rejected.append({"id": row.image_id, "source": row.source, "reason": reason})
             continue
-        kept.append((row, label))
+        kept.append(checked)
         used_by[row.image_id] = row.source
     if not kept:
         raise ImageError(_one_line(f"{spec}: no usable images ({len(rejected)} rejected)"))
-    checked = [row for row, _ in kept]
 
     def read(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pairs = [_reread(checked[i], kept[i][1], context) for i in positions]
+        pairs = [_reread(kept[i], context) for i in positions]
         return np.stack([image for image, _ in pairs]), np.stack([mask for _, mask in pairs])
 
-    return ImageSet(spec, np.array([label for _, label in kept], np.int64),
-                    tuple(row.image_id for row in checked), read, batch_size, context.class_names,
-                    tuple(rejected))
+    return ImageSet(spec, np.array([c.label for c in kept], np.int64), tuple(c.row.image_id for c in kept),
+                    read, batch_size, context.class_names, tuple(rejected))
 
 
-def _check_row(row: _Row, context: _Context, used_by: dict[str, str]) -> int:
-    """The row's label once the row has been read and found usable; raises _RowProblem otherwise."""
+@dataclass(frozen=True)
+class _Checked:
+    """A row that passed the check: its label and the size and modification time of its files."""
+
+    row: _Row
+    label: int
+    files: tuple[tuple[int, int], ...]
+
+
+def _check_row(row: _Row, context: _Context, used_by: dict[str, str]) -> _Checked:
+    """The row, checked by reading it; raises _RowProblem with the first thing wrong."""
     if row.extra_cells:
         raise _RowProblem(f"row has {row.extra_cells} more cell(s) than the header; "
                           'a box must be quoted: "x0,y0,x1,y1"')
@@ -145,13 +153,27 @@ def _check_row(row: _Row, context: _Context, used_by: dict[str, str]) -> int:
         raise _RowProblem(f"duplicate id {row.image_id!r}: already used by {used_by[row.image_id]}")
     label = _parse_label(row.cells.get("label", ""), context)
     _read_row(row, label, context)
-    return label
+    return _Checked(row, label, _file_stamps(row, context))
 
 
-def _reread(row: _Row, label: int, context: _Context) -> tuple[np.ndarray, np.ndarray]:
-    """A checked row read again for the audits; a file changed since the check stops the run."""
+def _file_stamps(row: _Row, context: _Context) -> tuple[tuple[int, int], ...]:
+    """(size, modification time) of the files the row reads: its image, then its mask or annotation."""
+    files = ["image"]
+    target = next((c for c in TARGET_COLUMNS if row.cells.get(c, "").strip()), None)
+    if target in ("mask", "annotation"):
+        files.append(target)
+    stats = [_resolve(row.cells.get(what, ""), what, context).stat() for what in files]
+    return tuple((st.st_size, st.st_mtime_ns) for st in stats)
+
+
+def _reread(checked: _Checked, context: _Context) -> tuple[np.ndarray, np.ndarray]:
+    """A checked row read again for the audits; a file changed since the check stops the run
+    (a replaced file would give maps of other pixels than the predictions were made on)."""
+    row = checked.row
     try:
-        return _read_row(row, label, context)
+        if _file_stamps(row, context) != checked.files:
+            raise _RowProblem("a file of this row was replaced or modified")
+        return _read_row(row, checked.label, context)
     except _RowProblem as problem:
         changed = f"{row.where}: {problem} (the file changed after it was checked)"
         raise ImageError(_one_line(changed)) from None

@@ -2,27 +2,47 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from heatcheck import preprocess
+from heatcheck.data import ImageSet
 from heatcheck.models import AuditModel, ModelError
 
 
 def predict_proba(audit_model: AuditModel, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """The user's model's outputs (N, classes) for RGB ``pixels`` in 0–255, on its device."""
+    probs = model_outputs(audit_model, pixels, batch_size)
+    reject_nonfinite_outputs(audit_model, probs)
+    return probs
+
+
+def predict_set(audit_model: AuditModel, images: ImageSet) -> np.ndarray:
+    """:func:`predict_proba` of a whole set, read batch by batch; a NaN or Inf output is named
+    by the first image's id and its index in the set, not in its batch."""
+    probs = np.concatenate([model_outputs(audit_model, batch.images) for _, batch in images.batches()])
+    reject_nonfinite_outputs(audit_model, probs, images.ids)
+    return probs
+
+
+def model_outputs(audit_model: AuditModel, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
     import tensorflow as tf
 
     x = preprocess.get(audit_model.preprocess)(pixels)
     with tf.device(audit_model.device):
-        probs = np.concatenate([
+        return np.concatenate([
             np.asarray(audit_model.model(x[i:i + batch_size], training=False))
             for i in range(0, len(x), batch_size)
         ])
+
+
+def reject_nonfinite_outputs(audit_model: AuditModel, probs: np.ndarray, ids: Sequence[str] = ()) -> None:
     bad = np.flatnonzero(~np.isfinite(probs).all(axis=1))
     if bad.size:
+        first = f"{ids[bad[0]]!r} (index {bad[0]})" if ids else f"index {bad[0]}"
         raise ModelError(f"{audit_model.spec}: output has NaN or Inf for {bad.size} image(s), "
-                         f"first at index {bad[0]}")
-    return probs
+                         f"first at {first}")
 
 
 def top_k_agreement(probs: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:

@@ -343,7 +343,8 @@ def _caption(image_id: str, item: Mapping[str, Any]) -> str:
 
 def gallery(arrays: Mapping[str, np.ndarray], items_by_id: Mapping[str, Mapping[str, Any]],
             checks: Sequence[Mapping[str, Any]], *, colormap: str, max_gallery: int) -> dict[str, Any]:
-    """One PNG row per image, failing images first, at most ``max_gallery`` rows."""
+    """One PNG row per image of the arrays (a run keeps MAX_GALLERY images, misclassified ones
+    first), failing images first, at most ``max_gallery`` rows."""
     ids = ids_of(arrays)
     methods = method_keys(arrays, "map")
     order = gallery_order(ids, items_by_id, checks)

@@ -106,6 +106,14 @@ class Settings:
     stability_search: str = "ci"  # hypothesis search depth: "ci" (derandomized, bounded) or "deep"
     thresholds: Thresholds = field(default_factory=Thresholds)
 
+    def __post_init__(self) -> None:
+        # Counts below 1 would read no batch or sample nothing; say so before anything runs.
+        for option, value in (("--batch-size", self.batch_size), ("--top-k", self.top_k),
+                              ("--sanity-images", self.sanity_images),
+                              ("--stability-images", self.stability_images)):
+            if value is not None and value < 1:
+                raise SettingsError(f"{option} must be at least 1, not {value}")
+
     @property
     def smooth_samples(self) -> int:
         return self.profile.smooth_samples

@@ -4,10 +4,15 @@ A set larger than memory has maps larger than memory too (a float32 map is 4/3 t
 its uint8 RGB image, per method), so the map pass writes every batch's maps, and the masks
 the localisation audit compares them with, into memory-mapped .npy files; the audits then
 read them back a chunk at a time. The operating system pages them in and out as it needs.
+The files' space is reserved before the pass starts: a memory map that runs out of disk
+kills the process with SIGBUS, which would leave no report and no error line.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +21,10 @@ import numpy as np
 
 from heatcheck.data import ImageSet
 from heatcheck.explain.provider import MapProvider
+
+
+class MapStorageError(OSError):
+    """The maps of a set do not fit where they are to be kept; the message says where and how much."""
 
 
 @dataclass(frozen=True)
@@ -69,12 +78,16 @@ def compute_map_set(provider: MapProvider, images: ImageSet, methods: tuple[str,
         folder: where the memory-mapped arrays live; None keeps them in memory (small sets, tests).
         progress: called with (images done, images in all) after every batch.
     """
+    if not methods:  # nothing can run on this model: the audits skip, so read no image
+        return MapSet(images.ids, np.zeros((len(images), 0, 0), bool), {}, images.batch_size)
     masks: np.ndarray | None = None
     maps: dict[str, np.ndarray] = {}
     for rows, batch in images.batches():
         computed = provider.explain_many(methods, batch.images, batch.labels, normalise=True)
         if masks is None:
             shape = (len(images), *batch.masks.shape[1:])
+            if folder is not None:
+                reserve(folder, len(images) * int(np.prod(shape[1:])) * (1 + 4 * len(methods)))
             masks = _allocate(folder, "masks", shape, np.dtype(bool))
             maps = {m: _allocate(folder, f"map-{m}", shape, np.dtype(np.float32)) for m in methods}
         masks[rows] = batch.masks
@@ -86,8 +99,27 @@ def compute_map_set(provider: MapProvider, images: ImageSet, methods: tuple[str,
     return MapSet(images.ids, masks, maps, images.batch_size)
 
 
+def reserve(folder: Path, needed: int) -> None:
+    """Refuse, with one line, to start a map pass whose files the disk cannot hold."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if needed > free:
+        raise MapStorageError(f"the maps need {needed / 2**20:.1f} MB in {folder} but only "
+                              f"{free / 2**20:.1f} MB are free: point TMPDIR at a larger disk")
+
+
 def _allocate(folder: Path | None, name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     if folder is None:
         return np.empty(shape, dtype)
-    folder.mkdir(parents=True, exist_ok=True)
-    return np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+    array = np.lib.format.open_memmap(folder / f"{name}.npy", mode="w+", dtype=dtype, shape=shape)
+    if hasattr(os, "posix_fallocate"):
+        # The file is sparse until written: claim its blocks now, so that a disk filled by
+        # someone else fails here, with a line, not later in the middle of a page write.
+        with open(folder / f"{name}.npy", "r+b") as handle:
+            try:
+                os.posix_fallocate(handle.fileno(), 0, os.fstat(handle.fileno()).st_size)
+            except OSError as err:
+                if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise MapStorageError(f"cannot reserve {folder / f'{name}.npy'}: {err}") from None
+                # a filesystem that cannot preallocate (EOPNOTSUPP): the free-space check stands
+    return array

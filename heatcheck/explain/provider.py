@@ -1,9 +1,9 @@
 """The session's map provider: one engine per model, maps cached on disk.
 
 Audits ask for maps of several methods at once, so that the compiled engine can share passes
-between them. Unnormalised maps are kept on disk per image (heatcheck.cache), so that sanity
-and stability reuse the maps of the map pass (heatcheck.explain.mapset) and an unchanged
-second run computes none.
+between them. With the disk cache on, unnormalised maps are kept per image (heatcheck.cache),
+so that sanity and stability reuse the maps of the map pass (heatcheck.explain.mapset) and an
+unchanged second run computes none; with --no-cache they are computed again.
 """
 
 from __future__ import annotations

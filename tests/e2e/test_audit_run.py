@@ -129,13 +129,30 @@ def test_only_correct_restricts_the_map_audits_to_images_the_model_gets_right(py
     assert all(set(c["per_image"]) == correct for c in localisation)
 
 
+SEE_MAP_FILES = """
+import os
+from pathlib import Path
+
+def pytest_runtest_call(item):
+    with open("seen.txt", "a") as seen:
+        for path in Path(os.environ["TMPDIR"]).glob("heatcheck-maps-*/*"):
+            print(path.name, file=seen)
+"""
+
+
 def per_image_values(results: dict) -> dict[tuple[str, str, str], dict]:
     return {(c["audit"], c["metric"], c["method"]): c["per_image"] for c in results["checks"]}
 
 
-def test_images_read_from_files_batch_by_batch_audit_like_the_bench_in_memory(pytester):
+def test_images_read_from_files_batch_by_batch_audit_like_the_bench_in_memory(pytester, monkeypatch):
     """The bench written to PNG files and read lazily in batches of 5 gives the same per-image
-    values as the in-memory bench in batches of 32 (labels, localisation, faithfulness)."""
+    values as the in-memory bench in batches of 32 (labels, localisation, faithfulness); the
+    memory-mapped maps are gone from $TMPDIR afterwards."""
+    tmpdir = pytester.path / "tmpdir"
+    tmpdir.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmpdir))
+    (pytester.path / "seen.py").write_text(SEE_MAP_FILES)
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
     from PIL import Image
 
     from fixtures.bench import make_bench
@@ -154,8 +171,11 @@ def test_images_read_from_files_batch_by_batch_audit_like_the_bench_in_memory(py
                                     target=targets[0])
     assert code == 0, in_memory["errors"]
     code, from_files, _ = run_audits(pytester, *args, "--images", str(manifest), "--batch-size", "5",
-                                     *[str(REPO / t) for t in targets[1:]], target=targets[0])
+                                     "-p", "seen", *[str(REPO / t) for t in targets[1:]], target=targets[0])
     assert code == 0, from_files["errors"]
     assert from_files["images"]["count"] == 24
     assert per_image_values(from_files) == per_image_values(in_memory)
     assert len(per_image_values(in_memory)) == 1 + 2 * 4 + 2
+    seen = set((pytester.path / "seen.txt").read_text().split())
+    assert {"map-saliency.npy", "map-gradcam.npy", "masks.npy"} <= seen  # the maps were in TMPDIR
+    assert not list(tmpdir.glob("heatcheck-maps-*"))  # and are gone

@@ -115,7 +115,7 @@ keras.saving.load_model("fixtures/bench_models/clean.keras").save_weights(sys.ar
     ("missing-model", "model file not found"),
     ("corrupt-model", "cannot load model"),
     ("weights-for-another-architecture", "does not fit"),
-    ("nan-output", "output has NaN or Inf for 4 image(s), first at index 0"),
+    ("nan-output", "output has NaN or Inf for 4 image(s), first at 'bench-0' (index 0)"),
     ("layer-missing", "--layer nope: no such layer"),
     ("layer-not-spatial", "--layer gap: output shape (None, 64) is not"),
 ])
@@ -148,3 +148,32 @@ def test_whole_set_problems_stop_with_one_line_and_still_write_the_report(pytest
     assert all(message in e["message"] for e in results["errors"]), results["errors"]
     assert "heatcheck: input error: " in result.stdout.str()
     assert message in result.stdout.str()
+
+
+DELETE_AFTER_PREDICTIONS = """
+import os
+import pytest
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_fixture_setup(fixturedef, request):
+    yield
+    if fixturedef.argname == "predictions":
+        os.remove(os.environ["DELETE_ME"])
+"""
+
+
+def test_an_image_deleted_during_the_run_is_one_input_error_and_the_report_is_written(pytester, monkeypatch):
+    """Label consistency has read every image; then one goes, before the map pass reads it again."""
+    manifest = write_manifest(pytester.path, good=12)
+    (pytester.path / "deleter.py").write_text(DELETE_AFTER_PREDICTIONS)
+    monkeypatch.setenv("DELETE_ME", str(pytester.path / "i5.png"))
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    result, results = run(pytester, "--images", str(manifest), "--methods", "gradcam", "-p", "deleter")
+    assert result.ret == 1
+    message = "row 7 (i5.png): image file not found (the file changed after it was checked)"
+    assert [c["status"] for c in results["checks"] if c["audit"] == "labels"] == ["passed"]
+    assert results["errors"]
+    assert all(message in e["message"] for e in results["errors"]), results["errors"]
+    lines = [line for line in result.stdout.lines if line.startswith("heatcheck: input error: ")]
+    assert len(lines) == 1 + len(BAD_ROWS)  # the rejected rows, then the deleted file once
+    assert message in lines[-1]

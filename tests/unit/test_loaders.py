@@ -600,6 +600,7 @@ def peak_bytes_reading(folder: Path, count: int) -> int:
 
 def test_memory_holds_a_batch_not_the_set(tmp_path: Path) -> None:
     """300 more images cost their rows' ids and cells (about 1 kB each), not their pixels (12 kB)."""
+    peak_bytes_reading(tmp_path / "warm-up", 10)  # one-time allocations (imports, codecs) first
     small = peak_bytes_reading(tmp_path / "small", 100)
     large = peak_bytes_reading(tmp_path / "large", 400)
     added_pixels = 300 * 64 * 64 * 3  # 3.7 MB decoded
@@ -615,3 +616,16 @@ def test_a_file_changed_after_the_check_stops_with_its_row(tmp_path: Path) -> No
         image_set.take()
     assert str(raised.value) == (f"{manifest} row 2 (a.png): image file not found "
                                  "(the file changed after it was checked)")
+
+
+def test_a_file_replaced_by_another_valid_image_stops_too(tmp_path: Path) -> None:
+    """Predictions and maps must come from the same pixels: a swapped photo is not read."""
+    import os
+
+    save(tmp_path / "a.png", photo(seed=1))
+    manifest = write_manifest(tmp_path, [{"image": "a.png", "label": "0", "box": "1,1,5,5"}])
+    image_set = load_labelled_images(str(manifest), input_size=SIZE)
+    save(tmp_path / "a.png", photo(seed=2))
+    os.utime(tmp_path / "a.png", ns=(1, 1))  # a modification time that cannot be the old one
+    with pytest.raises(ImageError, match=r"row 2 \(a.png\): a file of this row was replaced or modified"):
+        image_set.take()

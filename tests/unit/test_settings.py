@@ -2,7 +2,7 @@
 
 import pytest
 
-from heatcheck.settings import SettingsError, build_thresholds, parse_methods
+from heatcheck.settings import Settings, SettingsError, build_thresholds, parse_methods
 
 TABLE = {"pointing_game": {"default": 0.35, "gradcam": 0.6}, "label_agreement": 0.9}
 
@@ -72,3 +72,11 @@ def test_bad_option_is_a_usage_error(pytester):
     result = pytester.runpytest("--methods", "nope", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*heatcheck: --methods: unknown method nope*"])
+
+
+@pytest.mark.parametrize(("field", "option"), [("batch_size", "--batch-size"), ("top_k", "--top-k"),
+                                               ("sanity_images", "--sanity-images"),
+                                               ("stability_images", "--stability-images")])
+def test_counts_below_one_are_refused_with_the_option(field: str, option: str) -> None:
+    with pytest.raises(SettingsError, match=f"{option} must be at least 1, not 0"):
+        Settings(**{field: 0})
