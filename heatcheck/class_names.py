@@ -55,11 +55,12 @@ def _from_json(data: Any) -> tuple[str, ...]:
         return tuple(str(n) for n in data)
     if isinstance(data, dict):
         try:
-            indices = sorted(int(k) for k in data)
+            by_index = {int(k): v for k, v in data.items()}
         except ValueError:
             raise ValueError("a JSON object of class names must be keyed by class index") from None
-        if indices != list(range(len(indices))):
+        # "1" and "01" are the same index: fewer entries than keys means a key came twice.
+        if len(by_index) != len(data) or sorted(by_index) != list(range(len(by_index))):
             raise ValueError("a JSON object of class names must have the keys 0..N-1, each once")
-        values = [data[str(i)] if str(i) in data else data[i] for i in indices]
+        values = [by_index[i] for i in range(len(by_index))]
         return tuple(str(v[-1]) if isinstance(v, list) and v else str(v) for v in values)
     raise ValueError(f"a class names JSON file must hold a list or an object, not {type(data).__name__}")

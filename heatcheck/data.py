@@ -39,12 +39,6 @@ class LabelledImages:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def subset(self, keep: np.ndarray) -> LabelledImages:
-        """The images where ``keep`` (bool (N,) or indices) selects."""
-        idx = positions_of(keep)
-        return LabelledImages(self.spec, self.images[idx], self.labels[idx], self.masks[idx],
-                              tuple(self.ids[i] for i in idx), self.class_names, self.rejected)
-
 
 @dataclass(frozen=True)
 class ImageSet:

@@ -190,7 +190,7 @@ def _read_row(row: _Row, label: int, context: _Context) -> tuple[np.ndarray, np.
     problem = mask_problem(mask)
     if problem is not None:
         height, width = context.input_size
-        raise _RowProblem(f"{problem} (after resizing to {height}x{width})")
+        raise _RowProblem(f"{problem} (after resizing to {width}x{height}, width x height)")
     return image, mask
 
 

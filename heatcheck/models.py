@@ -95,7 +95,9 @@ def wrap(model: Any, spec: str, sha256: str, *, layer: str | None = None,
     return AuditModel(
         spec=spec, model=model, logits_model=logits_model, conv_layer=conv_layer,
         input_shape=shape, num_classes=num_classes, device=pick_device(), sha256=sha256,
-        class_names=class_names, preprocess=preprocess, extra={**(extra or {}), **notes},
+        class_names=class_names, preprocess=preprocess,
+        # "output" is part of the map cache key: two outputs of one file must not share maps.
+        extra={**(extra or {}), **notes, "output": output},
     )
 
 

@@ -99,10 +99,6 @@ def _pyproject(config: pytest.Config) -> Path | None:
     return candidate if candidate.is_file() else None
 
 
-def _optional(convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda value: None if value is None else convert(value)
-
-
 # Settings field ← its command-line dest and how to read it; in [tool.heatcheck] the key is the
 # field's name. Fields without a dest are pyproject-only.
 FIELDS: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
@@ -113,8 +109,8 @@ FIELDS: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
     "allow_download": ("hc_allow_download", bool), "output": ("hc_output", str),
     "preprocess": ("hc_preprocess", str), "class_names_file": ("hc_class_names", str),
     "strict": ("hc_strict", bool), "compare": ("hc_compare", str), "colormap": ("hc_colormap", str),
-    "sanity_images": ("hc_sanity_images", _optional(int)),
-    "stability_images": ("hc_stability_images", _optional(int)),
+    "sanity_images": ("hc_sanity_images", int),
+    "stability_images": ("hc_stability_images", int),
     "stability_search": ("hc_stability_search", str),
     "random_label_model": ("hc_random_label_model", str),
     "smooth_noise": (None, float), "pointing_tolerance": (None, int), "cache_max_mb": (None, int),

@@ -5,6 +5,7 @@ A name is one of PREPROCESSORS or ``module:function``, the user's own callable.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -45,6 +46,7 @@ PREPROCESSORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 }
 
 
+@functools.cache  # a module:function is imported once, not once per batch
 def get(name: str) -> Callable[[np.ndarray], np.ndarray]:
     """The preprocessor ``name`` names: one of PREPROCESSORS, or ``module:function``.
 

@@ -68,13 +68,20 @@ def top_classes(provider: MapProvider, images: LabelledImages) -> np.ndarray:
 
 
 def explain_perturbed(provider: MapProvider, pset: PerturbedSet, methods: tuple[str, ...]) -> None:
-    """Unnormalised maps of the originals and of every copy, all methods, one batched call each."""
+    """Unnormalised maps of the originals and of every kept copy, all methods, one batched call
+    each; copies that changed the decision are never scored, so they get NaN maps, not passes."""
     n, k = pset.copies.shape[:2]
     images = pset.images
     pset.maps = provider.explain_many(methods, images.images, images.labels, normalise=False)
-    flat = pset.copies.reshape(n * k, *pset.copies.shape[2:])
-    copy_maps = provider.explain_many(methods, flat, np.repeat(images.labels, k), normalise=False)
-    pset.copy_maps = {m: v.reshape(n, k, *v.shape[1:]) for m, v in copy_maps.items()}
+    kept = pset.kept.ravel()
+    flat = pset.copies.reshape(n * k, *pset.copies.shape[2:])[kept]
+    copy_maps = provider.explain_many(methods, flat, np.repeat(images.labels, k)[kept],
+                                      normalise=False) if kept.any() else {}
+    for m in methods:
+        full = np.full((n * k, *pset.maps[m].shape[1:]), np.nan, np.float32)
+        if m in copy_maps:
+            full[kept] = copy_maps[m]
+        pset.copy_maps[m] = full.reshape(n, k, *full.shape[1:])
 
 
 def score(pset: PerturbedSet, method: str, metric: str, kinds: set[str] | None = None) -> np.ndarray:

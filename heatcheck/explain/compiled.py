@@ -25,19 +25,25 @@ from heatcheck.explain.postprocess import (
 GRADIENT_METHODS = ("saliency", "gradcam", "gradcampp")
 
 
-def smoothgrad_noise(x: np.ndarray, samples: int, noise: float, seed: int) -> np.ndarray:
-    """The noise tf-keras-vis adds, N(0, σ) with σ = noise × (max − min) of each input, drawn
-    so that each image's noise does not depend on the batch it is in.
+SMOOTH_CHUNK_BYTES = 256 * 2**20  # noisy copies held at once: SmoothGrad runs image chunks this big
 
-    One standard-normal field of shape (samples, 1, H, W, C) is drawn from the legacy
-    generator stream of ``seed`` (as tf-keras-vis draws from the global one) and scaled by
-    each image's σ. For a batch of one image this is exactly tf-keras-vis's draw; for larger
-    batches it keeps an image's map independent of its neighbours, and gives an image and
-    its perturbed copy the same noise (common random numbers for the stability audit).
+
+def smoothgrad_field(shape: tuple[int, ...], samples: int, seed: int) -> np.ndarray:
+    """The standard-normal noise field (samples, 1, H, W, C) SmoothGrad scales per image.
+
+    It is drawn from the legacy generator stream of ``seed`` (as tf-keras-vis draws from the
+    global one) and shared by every image, each scaled by its own σ = noise × (max − min): for
+    a batch of one image this is exactly tf-keras-vis's draw; for larger batches an image's map
+    does not depend on its neighbours or its chunk, and an image and its perturbed copy get the
+    same noise (common random numbers for the stability audit).
     """
+    return np.random.RandomState(seed).normal(0.0, 1.0, (samples, 1, *shape))
+
+
+def smoothgrad_noise(x: np.ndarray, field: np.ndarray, noise: float) -> np.ndarray:
+    """The noise tf-keras-vis adds to each image of ``x``: ``field`` scaled by the image's σ."""
     axes = tuple(range(1, x.ndim))
     sigma = noise * (x.max(axis=axes, keepdims=True) - x.min(axis=axes, keepdims=True))
-    field = np.random.RandomState(seed).normal(0.0, 1.0, (samples, 1, *x.shape[1:]))
     return (field * sigma[None]).astype(np.float32)
 
 
@@ -149,7 +155,13 @@ class CompiledEngine:
     def _smoothgrad(self, x: np.ndarray, labels: np.ndarray, samples: int, noise: float,
                     seed: int) -> np.ndarray:
         """SmoothGrad (Smilkov et al. 2017): mean over noisy copies of |∂score/∂x|, max over channels."""
-        noisy = (x[None] + smoothgrad_noise(x, samples, noise, seed)).reshape(-1, *x.shape[1:])
-        grads, _, _ = self._run(noisy, np.tile(labels, samples), use_conv=False)
-        mean_abs = np.abs(grads).reshape(samples, *x.shape).mean(axis=0)
-        return mean_abs.max(axis=-1)
+        field = smoothgrad_field(x.shape[1:], samples, seed)
+        # In chunks of images: all noisy copies of a large set at once would not fit in memory.
+        per_chunk = max(1, SMOOTH_CHUNK_BYTES // (samples * x[0].nbytes))
+        maps = []
+        for start in range(0, len(x), per_chunk):
+            chunk, chunk_labels = x[start:start + per_chunk], labels[start:start + per_chunk]
+            noisy = (chunk[None] + smoothgrad_noise(chunk, field, noise)).reshape(-1, *x.shape[1:])
+            grads, _, _ = self._run(noisy, np.tile(chunk_labels, samples), use_conv=False)
+            maps.append(np.abs(grads).reshape(samples, *chunk.shape).mean(axis=0).max(axis=-1))
+        return np.concatenate(maps) if maps else np.zeros((0, *x.shape[1:3]), np.float32)

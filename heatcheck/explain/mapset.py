@@ -39,9 +39,6 @@ class MapSet:
     def __getitem__(self, method: str) -> np.ndarray:
         return self.maps[method]
 
-    def __contains__(self, method: object) -> bool:
-        return method in self.maps
-
     def __len__(self) -> int:
         return len(self.ids)
 

@@ -40,7 +40,7 @@ def test_clean_bench_model_passes_and_writes_the_report(pytester):
         "saliency", "smoothgrad", "gradcam", "gradcampp"}
     assert all(len(c["per_image"]) == 24 for c in results["checks"] if c["audit"] == "localisation")
     html = (report_dir / "index.html").read_text()
-    assert "PASS" in html.upper()
+    assert '<div class="verdict pass" role="status">PASS</div>' in html
     assert "bench-0" in html
 
 

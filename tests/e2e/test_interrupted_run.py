@@ -34,5 +34,5 @@ def test_terminated_run_leaves_an_incomplete_report(tmp_path):
     assert results["not_run"]
     assert results["checks"]
     html = (report_dir / "index.html").read_text()
-    assert "INCOMPLETE" in html.upper()
+    assert '<div class="verdict incomplete" role="status">INCOMPLETE</div>' in html
     assert "heatcheck verdict: INCOMPLETE" in out

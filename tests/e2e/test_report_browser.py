@@ -140,6 +140,7 @@ def test_synthetic_report_in_a_browser(browser: Any, tmp_path: Path) -> None:
     (tmp_path / "other.json").write_text(json.dumps(other), encoding="utf-8")
     report.write_report(tmp_path, compare_path=tmp_path / "other.json")
     page = check_report_in_browser(browser, tmp_path)
+    assert page.inner_text(".verdict") == "INCOMPLETE"  # a test did not run: never PASS
     assert page.is_visible("#stopped")
     assert "test_data_randomisation[gradcam-ssim]" in page.inner_text("#stopped")
     assert "no perturbed copy kept" in page.inner_text("#errors")
@@ -162,6 +163,7 @@ def test_real_bench_audit_report_in_a_browser(browser: Any, pytester: pytest.Pyt
     # code (usage error, internal error, interrupted) means the audit itself broke.
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), result.stdout.str()[-3000:]
     page = check_report_in_browser(browser, report_dir)
+    assert page.inner_text(".verdict") == ("PASS" if result.ret == pytest.ExitCode.OK else "FAIL")
     assert page.locator("#sanity img").count() >= 2
     assert page.locator("#stability .card").count() >= 1
     assert (report_dir / SCREENSHOT).stat().st_size > 0

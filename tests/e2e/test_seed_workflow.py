@@ -2,7 +2,7 @@
 
 Real ImageNet weights cannot be downloaded here, so the test writes VGG16(weights=None)'s
 weights to a file and audits with `--weights FILE`: the same code path as a real weights
-file. The photographs are the ones scikit-image ships (chelsea the cat, coffee, rocket), with
+file. The photographs are the ones scikit-image ships (chelsea the cat, coffee), with
 boxes the test draws.
 """
 

@@ -16,7 +16,9 @@ import pytest
 
 from heatcheck import applications, class_names, model_surgery, models, preprocess
 from heatcheck.explain.compiled import CompiledEngine
+from heatcheck.explain.provider import MapProvider
 from heatcheck.models import ModelError
+from heatcheck.settings import Settings
 
 
 def _one_line(exc_info: pytest.ExceptionInfo) -> str:
@@ -96,7 +98,10 @@ def test_registry_names_preprocessing_and_sizes():
         assert (app.preprocess, app.size) == (prep, size), name
         assert app.weights_file.endswith(".h5")
         preprocess.get(app.preprocess)
-    assert applications.lookup("MobileNetV2") is applications.lookup("mobilenet-v2")
+    mobilenet = applications.lookup("mobilenet_v2")
+    assert mobilenet is not None
+    assert applications.lookup("MobileNetV2") is mobilenet
+    assert applications.lookup("mobilenet-v2") is mobilenet
     assert applications.lookup("not_a_net") is None
 
 
@@ -349,6 +354,10 @@ def test_multi_output_needs_output(tmp_path):
     by_index = models.wrap(model, "two-heads", "sha", output="1")
     assert by_name.num_classes == by_index.num_classes == 2
     assert by_name.conv_layer == "conv"
+    # Each output's maps are cached under their own key, not under the file's alone.
+    species = models.wrap(model, "two-heads", "sha", output="species")
+    keys = {MapProvider(a, Settings()).model_key for a in (species, by_index)}
+    assert len(keys) == 2
     assert len(model.outputs) == 2  # the user's model keeps both heads
     np.testing.assert_allclose(np.asarray(by_name.model(pixels())), np.asarray(model(pixels())[1]), atol=1e-6)
     with pytest.raises(ModelError, match="--output size: no such output"):

@@ -51,6 +51,7 @@ def test_masks_are_exact_objects_clear_of_the_tag():
 
 @pytest.mark.parametrize("tag", ["label", "random", "none", "lie"])
 def test_tag_modes(tag):
+    told: list[bool] = []
     for i in range(12):
         item = make_image(0, i, tag=tag)
         corner = item.image[TAG_MARGIN + 2, TAG_MARGIN + 2]
@@ -62,6 +63,11 @@ def test_tag_modes(tag):
             assert matches[0] != item.label
         elif tag == "random":
             assert len(matches) == 1
+            told.append(matches[0] == item.label)
+        else:  # "none": no tag colour in the corner
+            assert matches == []
+    if tag == "random":
+        assert not all(told)  # random colours, not the label's
 
 
 def test_tag_mode_changes_only_the_tag():

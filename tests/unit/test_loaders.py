@@ -383,7 +383,8 @@ def test_mask_that_vanishes_when_resized_is_rejected(tmp_path: Path) -> None:
     manifest = write_manifest(tmp_path, [GOOD_ROWS[1], {"image": "big.png", "label": "0", "mask": "dot.png"}])
     lines: list[str] = []
     load_labelled_images(str(manifest), input_size=SIZE, log=lines.append)
-    assert lines == [f"{manifest} row 3 (big.png): mask is empty: no object pixels (after resizing to 8x8)"]
+    assert lines == [f"{manifest} row 3 (big.png): mask is empty: no object pixels "
+                     "(after resizing to 8x8, width x height)"]
 
 
 # --- properties: malformed input gives an ImageSet or ImageError, nothing else ----------------
@@ -522,6 +523,34 @@ def test_any_box_is_a_mask_of_its_pixels_or_a_named_refusal(
     assert (xs.min(), ys.min(), xs.max() + 1, ys.max() + 1) == (
         int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
     assert mask.sum() == (xs.max() + 1 - xs.min()) * (ys.max() + 1 - ys.min())
+
+
+EDGES = st.tuples(st.floats(0, 6, allow_nan=False) | st.integers(0, 6).map(float),
+                  st.floats(0, 6, allow_nan=False) | st.integers(0, 6).map(float)).filter(
+    lambda pair: pair[0] != pair[1]).map(sorted)
+
+
+@REPEATABLE
+@given(xs=EDGES, ys=EDGES)
+def test_any_box_inside_the_image_is_exactly_the_pixels_it_touches(
+        tmp_path_factory: pytest.TempPathFactory, xs: list[float], ys: list[float]) -> None:
+    """Boxes that are well formed and inside the image: each becomes a mask, unless it covers it all."""
+    folder = tmp_path_factory.mktemp("good-box")
+    save(folder / "a.png", photo(6, 6))
+    (x0, x1), (y0, y1) = xs, ys
+    manifest = write_manifest(folder, [{"image": "a.png", "label": "0", "box": f"{x0},{y0},{x1},{y1}"}],
+                              columns=["image", "label", "box"])
+    touched = np.zeros((6, 6), bool)
+    touched[int(np.floor(y0)):int(np.ceil(y1)), int(np.floor(x0)):int(np.ceil(x1))] = True
+    lines: list[str] = []
+    if touched.all():
+        with pytest.raises(ImageError):
+            load_labelled_images(str(manifest), input_size=(6, 6), log=lines.append)
+        assert "mask covers the whole image" in lines[0]
+        return
+    [mask] = load_labelled_images(str(manifest), input_size=(6, 6), log=lines.append).take().masks
+    np.testing.assert_array_equal(mask, touched)
+    assert lines == []
 
 
 @REPEATABLE
