@@ -7,9 +7,14 @@ from typing import Any
 
 import numpy as np
 
+from heatcheck.decision import Decision
 from heatcheck.metrics.base import Direction
 from heatcheck.results import Check, ResultStore
 from heatcheck.settings import Settings
+
+# Carried on the test's report (user_properties) so the plugin can show an inconclusive check
+# as its own outcome in the terminal, not as a plain pass.
+INCONCLUSIVE_PROPERTY = ("heatcheck_outcome", "inconclusive")
 
 
 class Gate:
@@ -19,10 +24,12 @@ class Gate:
     images, so that the pytest line alone tells an auditor where to look.
     """
 
-    def __init__(self, store: ResultStore, settings: Settings, test_id: str) -> None:
+    def __init__(self, store: ResultStore, settings: Settings, test_id: str,
+                 user_properties: list[tuple[str, object]] | None = None) -> None:
         self.store = store
         self.settings = settings
         self.test_id = test_id
+        self.user_properties = user_properties if user_properties is not None else []
 
     def check(self, audit: str, metric: str, method: str | None, value: float, *,
               direction: Direction, per_image: np.ndarray | None = None,
@@ -44,6 +51,36 @@ class Gate:
             raise AssertionError(self._message(check))
         return check
 
+    def decide(self, audit: str, metric: str, method: str | None, decision: Decision, *,
+               direction: Direction, per_image: np.ndarray, ids: Sequence[str],
+               controls: dict[str, float], details: dict[str, Any] | None = None) -> Check:
+        """Record a calibrated check (heatcheck.decision) and fail the test when it failed.
+
+        ``value`` is the method's mean score in the metric's own direction; the threshold is
+        the margin over the strongest control. An inconclusive check does not fail the test
+        unless the settings make inconclusive checks fail the gate.
+        """
+        __tracebackhide__ = True
+        sign = 1.0 if direction == "higher" else -1.0
+        scores = {i: float(v) for i, v in zip(ids, per_image, strict=True)}
+        check = self.store.add(Check(
+            audit=audit, metric=metric, method=method, value=sign * decision.score,
+            threshold=decision.margin, direction=direction, passed=decision.outcome == "passed",
+            status=decision.outcome, reason=decision.reason, per_image=scores,
+            details={"test": self.test_id, "images_scored": decision.images,
+                     "score_interval": [sign * decision.score_interval.low,
+                                        sign * decision.score_interval.high][::int(sign)],
+                     "interval_level": decision.interval.level, **(details or {})},
+            threshold_source=self.settings.thresholds.source_of(metric, method),
+            effect=decision.effect, interval=decision.interval.as_list(), control=decision.control,
+            controls=controls))
+        if decision.outcome == "inconclusive":
+            self.user_properties.append(INCONCLUSIVE_PROPERTY)
+        if decision.outcome == "failed" or (
+                decision.outcome == "inconclusive" and self.settings.fail_inconclusive):
+            raise AssertionError(self._message(check))
+        return check
+
     def skip(self, audit: str, metric: str, method: str | None, reason: str) -> Check:
         """Record a check that could not run; the caller then skips the test with ``reason``."""
         return self.store.add(Check(
@@ -59,6 +96,13 @@ class Gate:
         worst_text = ", ".join(f"{k}={v:.3g}" for k, v in worst)
         method = f" {check.method}" if check.method else ""
         extra = check.details.get("message")
+        if check.interval is not None:  # a calibrated check: a margin over the strongest control
+            low, high = check.interval
+            head = (f"{check.audit}/{check.metric}{method} {check.status.upper()}: {check.value:.3f}, "
+                    f"beats {check.control or 'chance'} by {check.effect:.3f} "
+                    f"[{low:.3f}, {high:.3f}], needs ≥ {check.threshold:g}")
+            return head + (f"; {check.reason}" if check.reason else "") + (
+                f"; worst images: {worst_text}" if worst_text else "")
         return (f"{check.audit}/{check.metric}{method}: {check.value:.3f}, needs {op} "
                 f"{check.threshold:g}" + (f"; worst images: {worst_text}" if worst_text else "")
                 + (f"; {extra}" if extra else ""))

@@ -47,11 +47,19 @@ class Check:
     threshold: float | None
     direction: str
     passed: bool | None
-    status: str  # "passed" | "failed" | "skipped"
+    status: str  # "passed" | "failed" | "inconclusive" | "skipped"
     reason: str | None = None
     per_image: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     threshold_source: str | None = None
+    # A calibrated check (heatcheck.decision): its threshold is a margin over the strongest
+    # control; ``effect`` is the method's mean paired difference to that control (oriented so
+    # that higher is better) and ``interval`` its bootstrap interval; ``controls`` holds every
+    # control's mean score on the same images.
+    effect: float | None = None
+    interval: list[float] | None = None
+    control: str | None = None
+    controls: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -61,6 +69,9 @@ class Check:
             "reason": self.reason, "threshold_source": self.threshold_source,
             "per_image": {k: _finite_or_none(v) for k, v in self.per_image.items()},
             "details": json_safe(self.details),
+            "effect": _finite_or_none(self.effect),
+            "interval": json_safe(self.interval), "control": self.control,
+            "controls": json_safe(self.controls),
         }
 
 

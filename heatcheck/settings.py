@@ -105,6 +105,11 @@ class Settings:
     stability_max_brightness: float = 0.05
     stability_search: str = "ci"  # hypothesis search depth: "ci" (derandomized, bounded) or "deep"
     thresholds: Thresholds = field(default_factory=Thresholds)
+    # Calibrated gates (heatcheck.decision): an inconclusive check fails the run only when
+    # this is set (strict gates); localisation audits only images whose mask covers less
+    # than max_mask_fraction of the image (None: all).
+    fail_inconclusive: bool = False
+    max_mask_fraction: float | None = None
 
     def __post_init__(self) -> None:
         # Counts below 1 would read no batch or sample nothing; say so before anything runs.
