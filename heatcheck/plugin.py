@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import heatcheck
+from heatcheck.gate import INCONCLUSIVE_PROPERTY
 from heatcheck.results import ResultStore
 from heatcheck.settings import (
     ENGINES,
@@ -90,6 +91,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--cache-dir", dest="hc_cache_dir", default=None, help="map cache folder (default .heatcheck_cache)")
     add("--unsafe-model", dest="hc_unsafe_model", action="store_true", default=None,
         help="load model files with Keras safe mode off (only for files you trust)")
+    add("--max-mask-fraction", dest="hc_max_mask_fraction", default=None, type=float, metavar="F",
+        help="localisation: audit only images whose object covers less than F of the image")
+    add("--fail-inconclusive", dest="hc_fail_inconclusive", action="store_true", default=None,
+        help="strict gate: an inconclusive check fails the run")
 
 
 def _pyproject(config: pytest.Config) -> Path | None:
@@ -116,6 +121,9 @@ FIELDS: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
     "smooth_noise": (None, float), "pointing_tolerance": (None, int), "cache_max_mb": (None, int),
     "stability_max_sigma": (None, float), "stability_max_brightness": (None, float),
     "sanity_grouping": (None, str),
+    "max_mask_fraction": ("hc_max_mask_fraction", float),
+    "fail_inconclusive": ("hc_fail_inconclusive", bool),
+    "weak_control": (None, float), "min_images": (None, int),
 }
 
 
@@ -156,7 +164,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.addinivalue_line("markers", "heatcheck_audit: a model audit whose outcome goes in the report")
     config.addinivalue_line("markers", "heatcheck_first: runs before every other audit")
-    config.stash[STORE_KEY] = ResultStore()
+    config.stash[STORE_KEY] = ResultStore(fail_inconclusive=settings.fail_inconclusive)
     config.stash[START_KEY] = time.perf_counter()
     config.stash[AUDIT_ITEMS_KEY] = []
     config.pluginmanager.register(AuditSession(config), "heatcheck-session")
@@ -173,6 +181,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "method" in metafunc.fixturenames:
         methods = metafunc.config.stash[SETTINGS_KEY].methods
         metafunc.parametrize("method", methods, ids=list(methods))
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
+    """An inconclusive check is its own outcome in the terminal (``I``, "N inconclusive"), not a pass."""
+    if report.when == "call" and report.passed and INCONCLUSIVE_PROPERTY in report.user_properties:
+        return "inconclusive", "I", "INCONCLUSIVE"
+    return None
 
 
 def _is_audit(item: pytest.Item) -> bool:
@@ -292,6 +307,6 @@ class AuditSession:
         verdict = self.store.verdict().upper()
         terminalreporter.write_line(
             f"heatcheck verdict: {verdict} ({s['passed']} passed, {s['failed']} failed, "
-            f"{s['skipped']} skipped, {s['errors']} errors) — report: "
+            f"{s['inconclusive']} inconclusive, {s['skipped']} skipped, {s['errors']} errors) — report: "
             f"{self.settings.report_dir / 'index.html'}",
             bold=True, red=verdict != "PASS", green=verdict == "PASS")

@@ -88,8 +88,12 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
+STATUSES = ("passed", "failed", "inconclusive", "skipped")
+
+
 def check_status(check: Mapping[str, Any]) -> str:
-    """"passed", "failed" or "skipped"; older results only carry ``passed`` (None = skipped).
+    """"passed", "failed", "inconclusive" or "skipped"; older results only carry ``passed``
+    (None = skipped).
 
     Any other recorded status (an error) counts as failed: the page must not hide it.
     """
@@ -97,7 +101,7 @@ def check_status(check: Mapping[str, Any]) -> str:
     if status is None:
         passed = check.get("passed")
         return "passed" if passed is True else "failed" if passed is False else "skipped"
-    return status if status in ("passed", "skipped") else "failed"
+    return status if status in ("passed", "inconclusive", "skipped") else "failed"
 
 
 def _checks(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -106,10 +110,10 @@ def _checks(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 
 # --------------------------------------------------------------------------- header sections
 def _counts(results: Mapping[str, Any]) -> dict[str, int]:
-    """passed/failed/skipped checks and errors: the recorded summary, else counted here."""
+    """passed/failed/inconclusive/skipped checks and errors: the recorded summary, else counted here."""
     summary = _mapping(results.get("summary"))
     statuses = [check_status(c) for c in _checks(results)]
-    counted = {key: statuses.count(key) for key in ("passed", "failed", "skipped")}
+    counted = {key: statuses.count(key) for key in STATUSES}
     counted["errors"] = len(_sequence(results.get("errors")))
     return {key: summary[key] if isinstance(summary.get(key), int) and not isinstance(summary[key], bool)
             else value for key, value in counted.items()}
@@ -169,7 +173,14 @@ def _image_set(images: Mapping[str, Any]) -> dict[str, Any]:
         rejected.append({key: fmt(row.get(key, UNKNOWN)) for key in ("id", "source", "reason")})
     rows = [("spec", fmt(images.get("spec", UNKNOWN))), ("count", fmt(images.get("count", UNKNOWN))),
             ("rejected", str(len(rejected)))]
-    return {"rows": rows, "rejected": rejected}
+    fractions = _mapping(images.get("mask_fraction"))
+    histogram = _mapping(fractions.get("histogram"))
+    edges, counts = _sequence(histogram.get("edges")), _sequence(histogram.get("counts"))
+    bins = [(f"{fmt(lo)}–{fmt(hi)}", fmt(n)) for lo, hi, n in zip(edges, edges[1:], counts, strict=False)]
+    if fractions:
+        rows.append(("mask fraction", f"median {fmt(fractions.get('median'))} (min {fmt(fractions.get('min'))}, "
+                                      f"max {fmt(fractions.get('max'))})"))
+    return {"rows": rows, "rejected": rejected, "fraction_bins": bins}
 
 
 def _environment(environment: Mapping[str, Any]) -> dict[str, Any]:
@@ -188,9 +199,24 @@ def _environment(environment: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- checks
+def _calibration(check: Mapping[str, Any]) -> dict[str, Any]:
+    """A calibrated check's comparison with its controls, as the page shows it (empty for others)."""
+    interval = _sequence(check.get("interval"))
+    if len(interval) != 2:
+        return {"calibrated": False}
+    details = _mapping(check.get("details"))
+    controls = _mapping(check.get("controls"))
+    return {"calibrated": True, "effect": fmt(check.get("effect")),
+            "interval": f"[{fmt(interval[0])}, {fmt(interval[1])}]", "control": fmt(check.get("control")),
+            "controls": [(fmt(name), fmt(value)) for name, value in controls.items()],
+            "raw": fmt(details.get("raw")), "chance": fmt(details.get("chance")),
+            "images_scored": fmt(details.get("images_scored")),
+            "left_out": len(_mapping(details.get("left_out")))}
+
+
 def _check_row(check: Mapping[str, Any]) -> dict[str, Any]:
     value, threshold = check.get("value"), check.get("threshold")
-    return {
+    return {**_calibration(check),
         "audit": fmt(check.get("audit", UNKNOWN)), "metric": fmt(check.get("metric", UNKNOWN)),
         "method": fmt(check.get("method", UNKNOWN)),
         "value": fmt(value), "value_key": _sort_key(value),
@@ -208,9 +234,9 @@ def _sort_key(value: Any) -> str:
 
 
 def check_tables(checks: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(checks that ran, failing first then passed; checks that were skipped)."""
+    """(checks that ran, failing first, then inconclusive, then passed; checks that were skipped)."""
     rows = [_check_row(c) for c in checks]
-    ran = [r for r in rows if r["status"] == "failed"] + [r for r in rows if r["status"] == "passed"]
+    ran = [r for status in ("failed", "inconclusive", "passed") for r in rows if r["status"] == status]
     return ran, [r for r in rows if r["status"] == "skipped"]
 
 

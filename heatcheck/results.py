@@ -106,6 +106,7 @@ class ResultStore:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     interrupted: bool = False
     input_errors: list[str] = field(default_factory=list)  # one line per rejected input, for the terminal
+    fail_inconclusive: bool = False  # strict gates: an inconclusive check fails the verdict
 
     def add(self, check: Check) -> Check:
         self.checks.append(check)
@@ -114,11 +115,12 @@ class ResultStore:
     def verdict(self) -> str:
         if self.interrupted or self.not_run:
             return "incomplete"
-        failed = any(c.status == "failed" for c in self.checks)
+        failing = {"failed", "inconclusive"} if self.fail_inconclusive else {"failed"}
+        failed = any(c.status in failing for c in self.checks)
         return "fail" if failed or self.errors else "pass"
 
     def summary(self) -> dict[str, int]:
-        counts = {"passed": 0, "failed": 0, "skipped": 0, "errors": len(self.errors)}
+        counts = {"passed": 0, "failed": 0, "inconclusive": 0, "skipped": 0, "errors": len(self.errors)}
         for c in self.checks:
             counts[c.status] += 1
         return counts

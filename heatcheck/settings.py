@@ -82,7 +82,7 @@ class Settings:
     only_correct: bool = False
     top_k: int = 1
     smooth_noise: float = 0.2
-    pointing_tolerance: int = 0
+    pointing_tolerance: int | None = None  # None: 15 px at 224², scaled with the input size
     batch_size: int = 32
     engine: str = "compiled"
     unsafe_model: bool = False
@@ -110,6 +110,10 @@ class Settings:
     # than max_mask_fraction of the image (None: all).
     fail_inconclusive: bool = False
     max_mask_fraction: float | None = None
+    # A control that beats chance by more than this (chance-corrected) is strong: the set
+    # cannot then tell a good map from a prior, and "not better" is inconclusive, not failed.
+    weak_control: float = 0.25
+    min_images: int = 5  # fewer scored images: every calibrated check is inconclusive
 
     def __post_init__(self) -> None:
         # Counts below 1 would read no batch or sample nothing; say so before anything runs.
@@ -118,6 +122,8 @@ class Settings:
                               ("--stability-images", self.stability_images)):
             if value is not None and value < 1:
                 raise SettingsError(f"{option} must be at least 1, not {value}")
+        if self.max_mask_fraction is not None and not 0.0 < self.max_mask_fraction <= 1.0:
+            raise SettingsError(f"--max-mask-fraction must be in (0, 1], not {self.max_mask_fraction}")
 
     @property
     def smooth_samples(self) -> int:

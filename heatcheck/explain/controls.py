@@ -30,3 +30,33 @@ def noise(images: np.ndarray, seed: int) -> np.ndarray:
         rng = np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
         maps.append(rng.random(image.shape[:2], dtype=np.float32))
     return np.stack(maps)
+
+
+# Negative controls of the localisation audit: maps that carry no information about where
+# the object is, scored on the user's own images and masks (DESIGN.md, "Gates").
+CENTRE_SIGMA = 0.25  # the centre prior's standard deviation, as a share of each side
+
+
+def centre_prior(height: int, width: int) -> np.ndarray:
+    """A fixed Gaussian at the image centre: where objects usually are in photographs."""
+    y = (np.arange(height) - (height - 1) / 2) / (CENTRE_SIGMA * height)
+    x = (np.arange(width) - (width - 1) / 2) / (CENTRE_SIGMA * width)
+    return np.exp(-0.5 * (y[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32)
+
+
+def random_maps(rows: range, shape: tuple[int, int], seed: int) -> np.ndarray:
+    """A uniform random map per image, seeded by the image's position in the set (so the maps
+    do not depend on the batch size), independent of the ``noise`` method's draws."""
+    return np.stack([np.random.default_rng([seed, 0x10CA1, i]).random(shape, dtype=np.float32)
+                     for i in rows])
+
+
+def derangement(count: int, seed: int) -> np.ndarray:
+    """``source[i]``: whose map image ``i`` is scored with in the shuffled control; never its
+    own (one seeded random cycle through the set). Needs at least two images."""
+    if count < 2:
+        raise ValueError(f"shuffling maps across images needs at least 2 images, not {count}")
+    order = np.random.default_rng([seed, 0x5AFF1E]).permutation(count)
+    source = np.empty(count, np.int64)
+    source[order] = np.roll(order, -1)
+    return source

@@ -2,7 +2,9 @@
 
 Every metric takes ``maps`` (N, H, W) and ``masks`` (N, H, W), validates them, and returns one
 float64 score per image in [0, 1]. Each one scores a constant map at chance, the share of the
-image the (dilated) mask covers, so an uninformative map never gets a free hit.
+image the (dilated) mask covers, so an uninformative map never gets a free hit. A raw score
+means nothing across image sets (a mask covering 64 % of the image gives a random map 0.64):
+``chance_corrected`` puts every score on one scale, 0 = chance and 1 = perfect.
 """
 
 from __future__ import annotations
@@ -51,29 +53,60 @@ def mask_fraction(masks: npt.ArrayLike) -> FloatArray:
     return masks_arr.mean(axis=(-2, -1), dtype=np.float64)
 
 
-def _dilate(masks: BoolArray, tolerance: int) -> BoolArray:
-    """Grow each mask by a disk of radius ``tolerance`` pixels (0 leaves it as it is)."""
+# Zhang et al. (2016) and TorchRay count a hit within 15 pixels of the object at 224×224.
+POINTING_TOLERANCE_224 = 15
+
+
+def default_pointing_tolerance(height: int, width: int) -> int:
+    """The published 15-pixel tolerance at 224², scaled with the shorter side (4 px at 64²)."""
+    return int(round(POINTING_TOLERANCE_224 * min(height, width) / 224))
+
+
+def pointing_region(masks: npt.ArrayLike, tolerance: int) -> BoolArray:
+    """Pixels closer than ``tolerance`` to the object (strict ``<``, as TorchRay); 0 = the mask."""
+    masks_arr = np.asarray(masks) != 0
     if tolerance < 0:
         raise ValueError(f"tolerance must be >= 0 pixels; got {tolerance}")
     if tolerance == 0:
-        return masks
-    # Distance to the nearest object pixel <= r is exactly dilation by skimage's disk(r)
-    # (x² + y² <= r²), and its cost does not grow with r as a 31×31 footprint's does.
-    return np.stack([ndimage.distance_transform_edt(~mask) <= tolerance for mask in masks])
+        return masks_arr
+    # The Euclidean distance to the nearest object pixel, and its cost does not grow with the
+    # tolerance as a 31×31 footprint's does.
+    return np.stack([ndimage.distance_transform_edt(~mask) < tolerance for mask in masks_arr])
+
+
+def pointing_chance(masks: npt.ArrayLike, tolerance: int) -> FloatArray:
+    """Chance level of the pointing game: the share of pixels within the tolerance of the object."""
+    return mask_fraction(pointing_region(masks, tolerance))
+
+
+def chance_corrected(scores: npt.ArrayLike, chance: npt.ArrayLike) -> FloatArray:
+    """``(s − c) / (1 − c)`` per image: 1 = perfect, 0 = what a map without information scores,
+    negative = worse than chance (the map avoids the object). NaN where chance is 1 (a region
+    covering the whole image: no map can do better than chance there).
+
+    References: the kappa-style correction of Cohen, "A coefficient of agreement for nominal
+        scales", Educational and Psychological Measurement 1960; chance levels as in
+        Arras et al. 2022 (arXiv:2003.07258) and Zhang et al. 2016 (arXiv:1608.00507).
+    """
+    s = np.asarray(scores, np.float64)
+    c = np.asarray(chance, np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(c < 1.0, (s - c) / (1.0 - c), np.nan)
 
 
 @metric("higher")
 def pointing_game(maps: npt.ArrayLike, masks: npt.ArrayLike, tolerance: int = 0) -> FloatArray:
     """Pointing game: is the map's maximum on the object?
 
-    A hit is a maximum inside the mask dilated by a disk of radius ``tolerance`` pixels.
+    A hit is a maximum closer than ``tolerance`` pixels to the object (``pointing_region``).
     Ties at the maximum are not broken by position (np.argmax would pick the top-left one):
     the score is the share of the tied maximal pixels inside the (dilated) mask, the expected
     hit rate under random tie-breaking. So a constant map scores the (dilated) mask fraction,
     chance, never a free hit; with a unique maximum the score is exactly 0 or 1.
 
     Args:
-        tolerance: dilation radius in pixels (Zhang et al. use 15 at 224×224); 0 = exact mask.
+        tolerance: in pixels (Zhang et al. use 15 at 224×224, ``default_pointing_tolerance``);
+            0 = exact mask.
 
     Returns:
         (N,) float64 scores in [0, 1].
@@ -82,7 +115,7 @@ def pointing_game(maps: npt.ArrayLike, masks: npt.ArrayLike, tolerance: int = 0)
         arXiv:1608.00507.
     """
     maps_arr, masks_arr = validate_maps_and_masks(maps, masks)
-    region = _dilate(masks_arr, tolerance)
+    region = pointing_region(masks_arr, tolerance)
     is_peak = maps_arr == maps_arr.max(axis=(1, 2), keepdims=True)
     hits = (is_peak & region).sum(axis=(1, 2))
     return hits / is_peak.sum(axis=(1, 2))
@@ -145,26 +178,3 @@ def relevance_rank_accuracy(maps: npt.ArrayLike, masks: npt.ArrayLike) -> FloatA
     # Integer product before dividing: exact, so a tie that is all inside gives exactly 1.
     tied_share = places_left * (tied & inside).sum(axis=1) / tied.sum(axis=1)
     return ((above & inside).sum(axis=1) + tied_share) / k
-
-
-def ratio_over_chance(scores: npt.ArrayLike, fractions: npt.ArrayLike) -> float:
-    """Mean score over mean mask fraction: how many times better than a random map.
-
-    A mask covering 20 % of the image gets 0.2 energy from a random (or flat) map, so raw
-    scores are not comparable across mask sizes; 1.0 is chance, above 1 is better.
-
-    Args:
-        scores: (N,) per-image scores from one of the metrics above.
-        fractions: (N,) ``mask_fraction`` of the masks those scores were computed on (taken
-            per image so that a large set's masks need not be in memory at once).
-    """
-    scores_arr = np.asarray(scores, dtype=np.float64)
-    fractions = np.asarray(fractions, dtype=np.float64)
-    if scores_arr.shape != fractions.shape or scores_arr.size == 0:
-        raise ValueError(
-            f"need one score per mask and at least one: {scores_arr.shape} scores, {fractions.shape} masks"
-        )
-    chance = float(fractions.mean())
-    if chance == 0.0:
-        raise ValueError("all masks are empty: chance level is 0")
-    return float(scores_arr.mean()) / chance

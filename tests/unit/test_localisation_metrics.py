@@ -10,14 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
-from skimage.morphology import disk
 
 from heatcheck.metrics.base import direction_of
 from heatcheck.metrics.localisation import (
     energy_pointing_game,
     mask_fraction,
     pointing_game,
-    ratio_over_chance,
+    chance_corrected,
+    default_pointing_tolerance,
+    pointing_chance,
+    pointing_region,
     relevance_rank_accuracy,
     validate_maps_and_masks,
 )
@@ -92,18 +94,36 @@ def test_pointing_game_tolerance_forgives_a_near_miss() -> None:
 
 def test_pointing_game_tolerance_raises_chance_to_the_dilated_fraction() -> None:
     masks = square_masks(n=1)
-    # A 3×3 square dilated by a radius-1 disk gains one 3-pixel strip on each side: 21 pixels.
-    np.testing.assert_allclose(pointing_game(np.ones(masks.shape), masks, tolerance=1), [21 / 64])
+    # Distance < 2 reaches the 8 neighbours (√2 < 2) but not two steps away: a 3×3 square
+    # grows to 5×5, 25 pixels.
+    np.testing.assert_allclose(pointing_game(np.ones(masks.shape), masks, tolerance=2), [25 / 64])
+    np.testing.assert_allclose(pointing_chance(masks, 2), [25 / 64])
 
 
-@pytest.mark.parametrize("tolerance", [1, 2, 3, 5])
-def test_pointing_game_tolerance_is_dilation_by_a_disk(tolerance: int) -> None:
-    masks = np.random.default_rng(tolerance).random((3, 20, 20)) > 0.97
-    masks[:, 10, 10] = True
-    footprint = disk(tolerance).astype(bool)
+def test_pointing_game_distance_is_strict() -> None:
+    """TorchRay's rule: a hit is a distance strictly below the tolerance, so 1 px is the mask."""
+    masks = square_masks(n=1)
+    maps = np.zeros(masks.shape)
+    maps[0, 3, 5] = 1.0  # exactly 1 px from the mask
+    assert pointing_game(maps, masks, tolerance=1)[0] == 0.0
+    np.testing.assert_array_equal(pointing_region(masks, 1), masks)
+
+
+@pytest.mark.parametrize("tolerance", [1, 2, 3, 5, 15])
+def test_pointing_game_tolerance_is_dilation_by_an_open_disk(tolerance: int) -> None:
+    masks = np.random.default_rng(tolerance).random((3, 40, 40)) > 0.99
+    masks[:, 20, 20] = True
+    y, x = np.mgrid[-tolerance:tolerance + 1, -tolerance:tolerance + 1]
+    footprint = x**2 + y**2 < tolerance**2
     dilated = np.stack([ndimage.binary_dilation(mask, structure=footprint) for mask in masks])
     chance = pointing_game(np.zeros(masks.shape), masks, tolerance=tolerance)
     np.testing.assert_array_equal(chance, mask_fraction(dilated))
+
+
+@pytest.mark.parametrize(("size", "expected"), [((224, 224), 15), ((64, 64), 4), ((240, 320), 16),
+                                                ((448, 448), 30), ((8, 8), 1)])
+def test_default_tolerance_is_15_px_at_224_scaled(size: tuple[int, int], expected: int) -> None:
+    assert default_pointing_tolerance(*size) == expected
 
 
 def test_pointing_game_rejects_negative_tolerance() -> None:
@@ -172,23 +192,23 @@ def test_validate_returns_float64_maps_and_bool_masks() -> None:
     np.testing.assert_array_equal(masks[0], [[True, False], [False, True]])
 
 
-def test_ratio_over_chance_of_a_uniform_map_is_one() -> None:
-    masks = square_masks()
-    masks[1, 0, :] = True
-    scores = energy_pointing_game(np.ones(masks.shape), masks)
-    assert ratio_over_chance(scores, mask_fraction(masks)) == pytest.approx(1.0, rel=1e-12)
+def test_chance_corrected_maps_chance_to_zero_and_perfect_to_one() -> None:
+    chance = np.array([0.06, 0.64, 0.5])
+    np.testing.assert_allclose(chance_corrected(chance, chance), [0, 0, 0])
+    np.testing.assert_allclose(chance_corrected(np.ones(3), chance), [1, 1, 1])
+    np.testing.assert_allclose(chance_corrected(np.zeros(3), chance), -chance / (1 - chance))
 
 
-def test_ratio_over_chance_divides_mean_score_by_mean_fraction() -> None:
-    masks = np.zeros((2, 10, 10), dtype=bool)
-    masks[0, :2] = True  # 20 %
-    masks[1, :1] = True  # 10 %
-    assert ratio_over_chance(np.array([0.5, 0.4]), mask_fraction(masks)) == pytest.approx(3.0)
+def test_chance_corrected_is_nan_where_chance_is_one() -> None:
+    assert np.isnan(chance_corrected(np.array([1.0]), np.array([1.0]))[0])
 
 
-def test_ratio_over_chance_needs_one_score_per_mask() -> None:
-    with pytest.raises(ValueError, match="one score per mask"):
-        ratio_over_chance(np.array([0.5]), mask_fraction(square_masks(n=2)))
+@pytest.mark.parametrize("score", METRICS)
+def test_a_constant_map_scores_zero_once_corrected(score: Callable[..., np.ndarray]) -> None:
+    masks = square_masks(n=2)
+    chance = pointing_chance(masks, 0) if score is pointing_game else mask_fraction(masks)
+    np.testing.assert_allclose(chance_corrected(score(np.ones(masks.shape), masks), chance), [0, 0],
+                               atol=1e-12)
 
 
 @pytest.mark.parametrize("score", METRICS)

@@ -261,7 +261,7 @@ def test_errors_are_listed_and_counted() -> None:
                           "when": "setup", "message": "FileNotFoundError: bench:random-labels"}]
     results["summary"]["errors"] = 1
     html = report.render(results)
-    assert "1 passed · 1 failed · 1 skipped\n    · 1 error" in html
+    assert "1 passed · 1 failed · 0 inconclusive · 1 skipped\n    · 1 error" in html
     errors_html = html[html.index('id="errors"'):]
     assert "test_data_randomisation[gradcam-ssim]" in errors_html
     assert "(in setup)" in errors_html
@@ -492,7 +492,7 @@ def test_missing_optional_keys_still_render() -> None:
         check.pop("status", None)
     html = report.render(results, make_arrays())
     assert "unknown" in html  # the model hash
-    assert "1 passed · 1 failed · 1 skipped" in html
+    assert "1 passed · 1 failed · 0 inconclusive · 1 skipped" in html
 
 
 @pytest.mark.parametrize("results", [{}, {"checks": None, "model": None, "images": None}])
