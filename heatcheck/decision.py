@@ -144,12 +144,13 @@ def decide(scores: npt.ArrayLike, controls: Mapping[str, npt.ArrayLike], *, marg
     control_strength = (control_score or 0.0) - float(base[usable].mean())
     if control_strength <= weak_control and interval.high < margin:
         versus = f"the {strongest} control" if strongest else "chance"
-        return made("failed", f"not better than {versus} by the margin {margin:g} "
-                              f"(difference {effect:.3g}, interval [{interval.low:.3g}, {interval.high:.3g}])")
+        return made("failed", f"not better than {versus} by the margin {margin:g} (difference "
+                              f"{effect:.3g}, interval [{interval.low:.3g}, {interval.high:.3g}])")
     if control_strength > weak_control:
+        remedy = f": {strong_control_remedy}" if strong_control_remedy else ""
         return made("inconclusive", f"the {strongest} control already scores {control_strength:.2f} above "
                                     f"chance on these images, so they cannot tell a good map from a "
-                                    f"prior" + (f": {strong_control_remedy}" if strong_control_remedy else ""))
+                                    f"prior{remedy}")
     return made("inconclusive", f"the difference to the {strongest or 'chance'} control, {effect:.3g}, has "
                                 f"the interval [{interval.low:.3g}, {interval.high:.3g}] around the margin "
                                 f"{margin:g} with {n} images: audit more images")

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 import heatcheck
+from heatcheck.coverage import caveats, family_of, scope
 from heatcheck.gate import INCONCLUSIVE_PROPERTY
-from heatcheck.results import ResultStore
+from heatcheck.results import Check, ResultStore
 from heatcheck.settings import (
     ENGINES,
     METHODS,
@@ -37,6 +38,8 @@ SETTINGS_KEY = pytest.StashKey[Settings]()
 STORE_KEY = pytest.StashKey[ResultStore]()
 START_KEY = pytest.StashKey[float]()
 AUDIT_ITEMS_KEY = pytest.StashKey[list[str]]()
+# node id → (audit family, metric, method) of every collected audit test
+AUDIT_INFO_KEY = pytest.StashKey[dict[str, tuple[str, str, str | None]]]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -95,6 +98,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="localisation: audit only images whose object covers less than F of the image")
     add("--fail-inconclusive", dest="hc_fail_inconclusive", action="store_true", default=None,
         help="strict gate: an inconclusive check fails the run")
+    add("--fail-on-caveats", dest="hc_fail_on_caveats", action="store_true", default=None,
+        help="strict gate: a run that audited less than a full audit (audits not selected or that "
+             "audited no image, rejected rows, few images) fails instead of passing with caveats")
 
 
 def _pyproject(config: pytest.Config) -> Path | None:
@@ -123,6 +129,7 @@ FIELDS: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
     "sanity_grouping": (None, str),
     "max_mask_fraction": ("hc_max_mask_fraction", float),
     "fail_inconclusive": ("hc_fail_inconclusive", bool),
+    "fail_on_caveats": ("hc_fail_on_caveats", bool),
     "weak_control": (None, float), "min_images": (None, int),
 }
 
@@ -164,7 +171,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[SETTINGS_KEY] = settings
     config.addinivalue_line("markers", "heatcheck_audit: a model audit whose outcome goes in the report")
     config.addinivalue_line("markers", "heatcheck_first: runs before every other audit")
-    config.stash[STORE_KEY] = ResultStore(fail_inconclusive=settings.fail_inconclusive)
+    config.stash[STORE_KEY] = ResultStore(fail_inconclusive=settings.fail_inconclusive,
+                                          fail_on_caveats=settings.fail_on_caveats,
+                                          model={"spec": settings.model}, images={"spec": settings.images})
     config.stash[START_KEY] = time.perf_counter()
     config.stash[AUDIT_ITEMS_KEY] = []
     config.pluginmanager.register(AuditSession(config), "heatcheck-session")
@@ -199,6 +208,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     # explains a class the model does not predict.
     items.sort(key=lambda it: 0 if it.get_closest_marker("heatcheck_first") else 1)
     config.stash[AUDIT_ITEMS_KEY] = [it.nodeid for it in items if _is_audit(it)]
+    config.stash[AUDIT_INFO_KEY] = {it.nodeid: _audit_info(it) for it in items if _is_audit(it)}
+
+
+def _audit_info(item: pytest.Item) -> tuple[str, str, str | None]:
+    """(family, metric, method) of an audit test, from its module and parameters."""
+    params = getattr(item, "callspec", None)
+    values = dict(params.params) if params is not None else {}
+    metric = values.get("metric") or values.get("measure") or getattr(item, "originalname", item.name)
+    method = values.get("method")
+    return (family_of(item.path.name), str(getattr(metric, "__name__", metric)),
+            None if method is None else str(method))
 
 
 @functools.cache  # asked at every report checkpoint; the commit does not change during a run
@@ -253,16 +273,33 @@ class AuditSession:
             return
         if report.when == "teardown":
             self.done.add(report.nodeid)
+        if report.skipped and not self._recorded(report.nodeid):
+            self._record_skip(report)
         if report.failed and (report.when != "call" or not self._recorded_failure(report.nodeid)):
             message = str(report.longrepr).strip().splitlines()[-1] if report.longrepr else "error"
             self.store.errors.append({"test": report.nodeid, "when": report.when, "message": message[:500]})
+
+    def _recorded(self, nodeid: str) -> bool:
+        return any(c.details.get("test") == nodeid for c in self.store.checks)
+
+    def _record_skip(self, report: pytest.TestReport) -> None:
+        """A skip from a fixture or a missing input, which no gate recorded: record it, so that
+        the verdict and the report know the check did not run, and why."""
+        longrepr = report.longrepr
+        reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr or "skipped")
+        family, metric, method = self.config.stash[AUDIT_INFO_KEY][report.nodeid]
+        self.store.add(Check(audit=family, metric=metric, method=method, value=None, threshold=None,
+                             direction="higher", passed=None, status="skipped",
+                             reason=reason.removeprefix("Skipped: "), details={"test": report.nodeid}))
 
     def _recorded_failure(self, nodeid: str) -> bool:
         """A failed call whose check was recorded is a failed check, not an error."""
         return any(c.details.get("test") == nodeid and c.status == "failed" for c in self.store.checks)
 
     def pytest_keyboard_interrupt(self) -> None:
-        self.store.interrupted = True
+        # pytest.exit on a whole-run error arrives here too: that run did not stop by a signal.
+        if self.store.fatal is None:
+            self.store.interrupted = True
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
         if not self.config.stash[AUDIT_ITEMS_KEY]:
@@ -288,6 +325,8 @@ class AuditSession:
         from heatcheck.report import write_report
 
         self.store.not_run = [n for n in self.config.stash[AUDIT_ITEMS_KEY] if n not in self.done]
+        self.store.caveats = caveats([info[0] for info in self.config.stash[AUDIT_INFO_KEY].values()],
+                                     [(c.audit, c.status) for c in self.store.checks], self.store.images)
         self.store.environment = {**self.store.environment, **environment(self.config)}
         # What running each check on its own with fresh maps would have cost (per-metric toolkits).
         self.store.passes["unshared"] = sum(int(c.details.get("passes_alone", 0)) for c in self.store.checks)
@@ -303,10 +342,15 @@ class AuditSession:
             return
         for line in self.store.input_errors:
             terminalreporter.write_line(f"heatcheck: input error: {line}", yellow=True)
+        if self.store.fatal is not None:
+            terminalreporter.write_line(f"heatcheck: the run stopped: {self.store.fatal}", red=True)
         s = self.store.summary()
         verdict = self.store.verdict().upper()
+        covers = " ".join(filter(None, [scope(self.store.images) if not self.store.fatal else "",
+                                        "— " + "; ".join(self.store.caveats) if self.store.caveats else ""]))
         terminalreporter.write_line(
-            f"heatcheck verdict: {verdict} ({s['passed']} passed, {s['failed']} failed, "
+            f"heatcheck verdict: {verdict}{' ' + covers if covers else ''} "
+            f"({s['passed']} passed, {s['failed']} failed, "
             f"{s['inconclusive']} inconclusive, {s['skipped']} skipped, {s['errors']} errors) — report: "
             f"{self.settings.report_dir / 'index.html'}",
             bold=True, red=verdict != "PASS", green=verdict == "PASS")

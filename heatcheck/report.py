@@ -178,8 +178,8 @@ def _image_set(images: Mapping[str, Any]) -> dict[str, Any]:
     edges, counts = _sequence(histogram.get("edges")), _sequence(histogram.get("counts"))
     bins = [(f"{fmt(lo)}–{fmt(hi)}", fmt(n)) for lo, hi, n in zip(edges, edges[1:], counts, strict=False)]
     if fractions:
-        rows.append(("mask fraction", f"median {fmt(fractions.get('median'))} (min {fmt(fractions.get('min'))}, "
-                                      f"max {fmt(fractions.get('max'))})"))
+        spread = f"min {fmt(fractions.get('min'))}, max {fmt(fractions.get('max'))}"
+        rows.append(("mask fraction", f"median {fmt(fractions.get('median'))} ({spread})"))
     return {"rows": rows, "rejected": rejected, "fraction_bins": bins}
 
 

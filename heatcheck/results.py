@@ -107,17 +107,24 @@ class ResultStore:
     interrupted: bool = False
     input_errors: list[str] = field(default_factory=list)  # one line per rejected input, for the terminal
     fail_inconclusive: bool = False  # strict gates: an inconclusive check fails the verdict
+    fatal: str | None = None  # a whole-run error (model or image set unusable): the run stopped on it
+    # What a pass does not cover (audits not selected or that audited nothing, rejected rows,
+    # few images); with fail_on_caveats such a run fails the gate instead of passing with them.
+    caveats: list[str] = field(default_factory=list)
+    fail_on_caveats: bool = False
 
     def add(self, check: Check) -> Check:
         self.checks.append(check)
         return check
 
     def verdict(self) -> str:
+        if self.fatal is not None:
+            return "fail"
         if self.interrupted or self.not_run:
             return "incomplete"
         failing = {"failed", "inconclusive"} if self.fail_inconclusive else {"failed"}
         failed = any(c.status in failing for c in self.checks)
-        return "fail" if failed or self.errors else "pass"
+        return "fail" if failed or self.errors or (self.caveats and self.fail_on_caveats) else "pass"
 
     def summary(self) -> dict[str, int]:
         counts = {"passed": 0, "failed": 0, "inconclusive": 0, "skipped": 0, "errors": len(self.errors)}
@@ -131,7 +138,8 @@ class ResultStore:
             "status": "incomplete" if self.verdict() == "incomplete" else "complete",
             "model": self.model, "images": self.images, "environment": self.environment,
             "checks": [c.to_json() for c in self.checks], "summary": self.summary(),
-            "errors": self.errors, "not_run": self.not_run, "passes": self.passes,
+            "errors": self.errors, "not_run": self.not_run, "passes": self.passes, "fatal": self.fatal,
+            "caveats": self.caveats,
         }
 
     def write(self, report_dir: Path, *, arrays: bool = True) -> Path:

@@ -109,6 +109,7 @@ class Settings:
     # this is set (strict gates); localisation audits only images whose mask covers less
     # than max_mask_fraction of the image (None: all).
     fail_inconclusive: bool = False
+    fail_on_caveats: bool = False  # a run that audited less than a full audit fails the gate
     max_mask_fraction: float | None = None
     # A control that beats chance by more than this (chance-corrected) is strong: the set
     # cannot then tell a good map from a prior, and "not better" is inconclusive, not failed.

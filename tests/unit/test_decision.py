@@ -17,7 +17,8 @@ def _decide(scores, controls, **kw):
 
 def test_interval_of_a_constant_is_that_constant() -> None:
     interval = bootstrap_interval(np.full(20, 0.3), seed=1)
-    assert interval.low == pytest.approx(0.3) and interval.high == pytest.approx(0.3)
+    assert interval.low == pytest.approx(0.3)
+    assert interval.high == pytest.approx(0.3)
 
 
 def test_interval_covers_the_mean_and_shrinks_with_more_images() -> None:
@@ -40,42 +41,52 @@ def test_interval_of_a_very_large_set_is_computed_in_bounded_chunks() -> None:
 
 def test_a_map_far_above_weak_controls_passes() -> None:
     d = _decide(np.full(40, 0.9) + RNG.normal(0, 0.05, 40), {"random": RNG.normal(0, 0.05, 40)})
-    assert d.outcome == "passed" and d.control == "random" and d.reason is None
+    assert d.outcome == "passed"
+    assert d.control == "random"
+    assert d.reason is None
 
 
 def test_a_map_below_chance_fails_even_against_strong_controls() -> None:
     d = _decide(np.full(40, -0.5), {"centre": np.full(40, 0.9)})
-    assert d.outcome == "failed" and "below chance" in d.reason
+    assert d.outcome == "failed"
+    assert "below chance" in d.reason
 
 
 def test_a_map_no_better_than_weak_controls_fails() -> None:
     d = _decide(np.full(40, 0.1) + RNG.normal(0, 0.01, 40), {"centre": np.full(40, 0.15)})
-    assert d.outcome == "failed" and "centre" in d.reason
+    assert d.outcome == "failed"
+    assert "centre" in d.reason
 
 
 def test_strong_controls_make_the_set_unable_to_tell() -> None:
     d = _decide(np.full(40, 0.9), {"centre": np.full(40, 0.9)}, strong_control_remedy="use tighter masks")
-    assert d.outcome == "inconclusive" and "tighter masks" in d.reason and "centre" in d.reason
+    assert d.outcome == "inconclusive"
+    assert "tighter masks" in d.reason
+    assert "centre" in d.reason
 
 
 def test_too_few_images_are_inconclusive() -> None:
     d = _decide([0.9, 0.9, 0.9], {"random": [0.0, 0.0, 0.0]})
-    assert d.outcome == "inconclusive" and "only 3" in d.reason
+    assert d.outcome == "inconclusive"
+    assert "only 3" in d.reason
 
 
 def test_a_wide_interval_around_the_margin_is_inconclusive() -> None:
     scores = np.r_[np.full(4, 0.9), np.full(4, -0.5)]
     d = _decide(scores, {"random": np.zeros(8)})
-    assert d.outcome == "inconclusive" and "audit more images" in d.reason
+    assert d.outcome == "inconclusive"
+    assert "audit more images" in d.reason
 
 
 def test_the_strongest_control_is_the_one_compared() -> None:
     d = _decide(np.full(20, 0.8), {"random": np.zeros(20), "edges": np.full(20, 0.2)})
-    assert d.control == "edges" and d.effect == pytest.approx(0.6)
+    assert d.control == "edges"
+    assert d.effect == pytest.approx(0.6)
 
 
 def test_lower_is_better_is_oriented() -> None:
     # deletion AUC: the method's curve falls faster (lower) than the random order's
     d = _decide(np.full(20, 0.2), {"random order": np.full(20, 0.6)}, direction="lower",
                 chance=np.full(20, 0.6))
-    assert d.outcome == "passed" and d.effect == pytest.approx(0.4)
+    assert d.outcome == "passed"
+    assert d.effect == pytest.approx(0.4)

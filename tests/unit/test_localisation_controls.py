@@ -71,4 +71,5 @@ def test_scores_do_not_depend_on_the_batch_size() -> None:
 
 def test_fraction_summary_counts_every_image() -> None:
     summary = fraction_summary(np.array([0.05, 0.1, 0.6, 0.7]))
-    assert sum(summary["histogram"]["counts"]) == 4 and summary["median"] == pytest.approx(0.35)
+    assert sum(summary["histogram"]["counts"]) == 4
+    assert summary["median"] == pytest.approx(0.35)

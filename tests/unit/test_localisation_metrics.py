@@ -13,12 +13,12 @@ from scipy import ndimage
 
 from heatcheck.metrics.base import direction_of
 from heatcheck.metrics.localisation import (
-    energy_pointing_game,
-    mask_fraction,
-    pointing_game,
     chance_corrected,
     default_pointing_tolerance,
+    energy_pointing_game,
+    mask_fraction,
     pointing_chance,
+    pointing_game,
     pointing_region,
     relevance_rank_accuracy,
     validate_maps_and_masks,
