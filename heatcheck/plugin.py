@@ -325,8 +325,9 @@ class AuditSession:
         from heatcheck.report import write_report
 
         self.store.not_run = [n for n in self.config.stash[AUDIT_ITEMS_KEY] if n not in self.done]
-        self.store.caveats = caveats([info[0] for info in self.config.stash[AUDIT_INFO_KEY].values()],
-                                     [(c.audit, c.status) for c in self.store.checks], self.store.images)
+        families = [info[0] for info in self.config.stash[AUDIT_INFO_KEY].values()]
+        self.store.caveats = [] if self.store.fatal else caveats(
+            families, [(c.audit, c.status) for c in self.store.checks], self.store.images)
         self.store.environment = {**self.store.environment, **environment(self.config)}
         # What running each check on its own with fresh maps would have cost (per-metric toolkits).
         self.store.passes["unshared"] = sum(int(c.details.get("passes_alone", 0)) for c in self.store.checks)
@@ -341,7 +342,8 @@ class AuditSession:
         if terminalreporter is None or not self.config.stash[AUDIT_ITEMS_KEY]:
             return
         for line in self.store.input_errors:
-            terminalreporter.write_line(f"heatcheck: input error: {line}", yellow=True)
+            if line != self.store.fatal:
+                terminalreporter.write_line(f"heatcheck: input error: {line}", yellow=True)
         if self.store.fatal is not None:
             terminalreporter.write_line(f"heatcheck: the run stopped: {self.store.fatal}", red=True)
         s = self.store.summary()

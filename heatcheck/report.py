@@ -23,7 +23,8 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from heatcheck import figures
+from heatcheck import coverage, figures
+from heatcheck.summaries import family_summaries
 
 TEMPLATE = "report.html.j2"
 # The order in which methods appear in the gallery (controls last: they show what failing is).
@@ -679,6 +680,9 @@ def render(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None =
         verdict=outcome.upper(), verdict_css=VERDICT_CSS.get(outcome, "unknown"),
         stopped=results.get("status") == "incomplete" or bool(not_run),
         counts=_counts(results), not_run=not_run, errors=errors(results),
+        fatal=fmt(results["fatal"]) if results.get("fatal") else None,
+        caveats=[fmt(c) for c in _sequence(results.get("caveats"))],
+        scope=coverage.scope(images), summaries=family_summaries(checks, check_status),
         title=fmt(model.get("spec", UNKNOWN)), schema=fmt(results.get("schema", UNKNOWN)),
         model=_model_rows(model), image_set=_image_set(images),
         environment=_environment(_mapping(results.get("environment"))),
