@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import copy
 
+from test_report import make_results  # tests/unit is on sys.path (rootdir conftest, prepend mode)
+
 from heatcheck import report
 from heatcheck.coverage import caveats, family_of, scope
 from heatcheck.results import Check, ResultStore
 from heatcheck.summaries import family_summaries
-from test_report import make_results  # tests/unit is on sys.path (rootdir conftest, prepend mode)
 
 ALL = ["labels", "localisation", "sanity", "stability", "faithfulness"]
 
