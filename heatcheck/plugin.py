@@ -342,10 +342,7 @@ class AuditSession:
         if terminalreporter is None or not self.config.stash[AUDIT_ITEMS_KEY]:
             return
         for line in self.store.input_errors:
-            if line != self.store.fatal:
-                terminalreporter.write_line(f"heatcheck: input error: {line}", yellow=True)
-        if self.store.fatal is not None:
-            terminalreporter.write_line(f"heatcheck: the run stopped: {self.store.fatal}", red=True)
+            terminalreporter.write_line(f"heatcheck: input error: {line}", yellow=True)
         s = self.store.summary()
         verdict = self.store.verdict().upper()
         covers = " ".join(filter(None, [scope(self.store.images) if not self.store.fatal else "",

@@ -676,11 +676,12 @@ def render(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None =
     drawn, array_notes = _galleries(results, arrays, colormap, max_gallery)
     outcome = verdict(results)
     not_run = [fmt(n) for n in _sequence(results.get("not_run"))]
+    fatal = fmt(results["fatal"]) if results.get("fatal") else None
     return _environment_of_template().get_template(TEMPLATE).render(
         verdict=outcome.upper(), verdict_css=VERDICT_CSS.get(outcome, "unknown"),
         stopped=results.get("status") == "incomplete" or bool(not_run),
-        counts=_counts(results), not_run=not_run, errors=errors(results),
-        fatal=fmt(results["fatal"]) if results.get("fatal") else None,
+        counts=_counts(results), fatal=fatal, not_run=not_run,
+        errors=[e for e in errors(results) if e["message"] != fatal],  # the fatal one leads the page
         caveats=[fmt(c) for c in _sequence(results.get("caveats"))],
         scope=coverage.scope(images), summaries=family_summaries(checks, check_status),
         title=fmt(model.get("spec", UNKNOWN)), schema=fmt(results.get("schema", UNKNOWN)),
