@@ -319,6 +319,9 @@ class AuditSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.config.stash[AUDIT_ITEMS_KEY]:  # the project's own tests write no report
             self._write(final=True)
+            # A verdict that fails with no failed test (a strict gate on caveats) fails the run too.
+            if self.store.verdict() == "fail" and session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _write(self, *, final: bool) -> None:
         """results.json and index.html; galleries (maps.npz) only at the end of the session."""

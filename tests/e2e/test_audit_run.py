@@ -50,7 +50,7 @@ def test_shortcut_bench_model_fails_localisation(pytester):
     assert results["verdict"] == "fail"
     bad = failed(results)
     for method in ("gradcam", "gradcampp"):
-        assert ("localisation", "energy_ratio_over_chance", method) in bad
+        assert ("localisation", "energy_pointing_game", method) in bad
         assert ("localisation", "pointing_game", method) in bad
     # the model is accurate on the tagged set, so label consistency passes: only maps reveal it
     assert not any(c["audit"] == "labels" for c in results["checks"] if c["status"] == "failed")
