@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import heatcheck
+from heatcheck.baseline import audit_settings
 from heatcheck.coverage import caveats, family_of, scope
 from heatcheck.gate import INCONCLUSIVE_PROPERTY
 from heatcheck.results import Check, ResultStore
@@ -98,6 +99,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="localisation: audit only images whose object covers less than F of the image")
     add("--fail-inconclusive", dest="hc_fail_inconclusive", action="store_true", default=None,
         help="strict gate: an inconclusive check fails the run")
+    add("--baseline", dest="hc_baseline", default=None, metavar="PATH",
+        help="an accepted run's results.json (or its folder): fail checks that got worse than it by "
+             "more than their tolerance")
+    add("--tolerance", dest="hc_tolerances", action="append", default=[], metavar="METRIC[.METHOD]=VALUE",
+        help="override a tolerance from [tool.heatcheck.tolerances]; repeatable")
+    add("--save-baseline", dest="hc_save_baseline", default=None, metavar="PATH",
+        help="store this run's results.json at PATH (a file or folder) as the next accepted baseline")
     add("--fail-on-caveats", dest="hc_fail_on_caveats", action="store_true", default=None,
         help="strict gate: a run that audited less than a full audit (audits not selected or that "
              "audited no image, rejected rows, few images) fails instead of passing with caveats")
@@ -131,6 +139,7 @@ FIELDS: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
     "fail_inconclusive": ("hc_fail_inconclusive", bool),
     "fail_on_caveats": ("hc_fail_on_caveats", bool),
     "weak_control": (None, float), "min_images": (None, int),
+    "baseline": ("hc_baseline", str), "save_baseline": ("hc_save_baseline", str),
 }
 
 
@@ -158,6 +167,8 @@ def build_settings(config: pytest.Config) -> Settings:
         cache_dir=None if config.getoption("hc_no_cache") else (
             cache_dir if cache_dir.is_absolute() else config.rootpath / cache_dir),
         thresholds=build_thresholds(table.get("thresholds", {}), config.getoption("hc_thresholds")),
+        tolerances=build_thresholds(table.get("tolerances", {}), config.getoption("hc_tolerances"),
+                                    kind="tolerance"),
     )
 
 
@@ -177,6 +188,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[START_KEY] = time.perf_counter()
     config.stash[AUDIT_ITEMS_KEY] = []
     config.pluginmanager.register(AuditSession(config), "heatcheck-session")
+    from heatcheck.baseline_session import configure_baseline  # it imports this module's keys
+
+    configure_baseline(config)
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -243,6 +257,7 @@ def environment(config: pytest.Config) -> dict[str, object]:
         "wall_s": round(time.perf_counter() - config.stash[START_KEY], 2),
         "TF_KERAS_VIS_MAX_STEPS": os.environ.get("TF_KERAS_VIS_MAX_STEPS"),
         "thresholds_source": dict(settings.thresholds.source),
+        "audit_settings": audit_settings(settings),  # what a baseline must share (heatcheck.baseline)
     }
     for module, key in (("tensorflow", "tensorflow"), ("keras", "keras"), ("tf_keras_vis", "tf_keras_vis")):
         mod = sys.modules.get(module)

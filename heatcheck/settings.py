@@ -51,16 +51,19 @@ class Thresholds:
 
     values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     source: Mapping[str, str] = field(default_factory=dict)
+    # The same shape serves the baseline's tolerances ([tool.heatcheck.tolerances], --tolerance):
+    # what the table is called, for the error messages.
+    kind: str = "threshold"
 
     def get(self, metric: str, method: str | None = None) -> float:
         table = self.values.get(metric)
         if table is None:
-            raise SettingsError(f"no threshold for '{metric}' in [tool.heatcheck.thresholds] "
-                                f"or --threshold")
+            raise SettingsError(f"no {self.kind} for '{metric}' in [tool.heatcheck.{self.kind}s] "
+                                f"or --{self.kind}")
         if method is not None and method in table:
             return float(table[method])
         if "default" not in table:
-            raise SettingsError(f"no threshold for '{metric}.{method}' and no '{metric}.default'")
+            raise SettingsError(f"no {self.kind} for '{metric}.{method}' and no '{metric}.default'")
         return float(table["default"])
 
     def source_of(self, metric: str, method: str | None = None) -> str:
@@ -115,6 +118,11 @@ class Settings:
     # cannot then tell a good map from a prior, and "not better" is inconclusive, not failed.
     weak_control: float = 0.25
     min_images: int = 5  # fewer scored images: every calibrated check is inconclusive
+    # The model-validation gate (heatcheck.baseline): an accepted run's results.json to compare
+    # with, how much worse each metric may get, and where to store this run as the next one.
+    baseline: str | None = None
+    tolerances: Thresholds = field(default_factory=lambda: Thresholds(kind="tolerance"))
+    save_baseline: str | None = None
 
     def __post_init__(self) -> None:
         # Counts below 1 would read no batch or sample nothing; say so before anything runs.
@@ -157,8 +165,9 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return names
 
 
-def build_thresholds(table: Mapping[str, Any], overrides: list[str]) -> Thresholds:
-    """Thresholds from pyproject's table, then ``--threshold metric[.method]=value`` overrides."""
+def build_thresholds(table: Mapping[str, Any], overrides: list[str], kind: str = "threshold") -> Thresholds:
+    """Thresholds from pyproject's table, then ``--threshold metric[.method]=value`` overrides
+    (``kind="tolerance"``: the baseline's tolerances and ``--tolerance``)."""
     values: dict[str, dict[str, float]] = {}
     source: dict[str, str] = {}
     for metric, spec in table.items():
@@ -171,11 +180,11 @@ def build_thresholds(table: Mapping[str, Any], overrides: list[str]) -> Threshol
         try:
             value = float(raw)
         except ValueError:
-            raise SettingsError(f"--threshold {item!r}: expected metric[.method]=number") from None
+            raise SettingsError(f"--{kind} {item!r}: expected metric[.method]=number") from None
         if not sep or metric not in values:
-            raise SettingsError(f"--threshold {item!r}: unknown metric '{metric}'; known: "
+            raise SettingsError(f"--{kind} {item!r}: unknown metric '{metric}'; known: "
                                 f"{', '.join(sorted(values))}")
         values[metric][method or "default"] = value
         source[key.strip()] = "command line"
     frozen = {k: MappingProxyType(v) for k, v in values.items()}
-    return Thresholds(MappingProxyType(frozen), MappingProxyType(source))
+    return Thresholds(MappingProxyType(frozen), MappingProxyType(source), kind)
