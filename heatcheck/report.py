@@ -23,7 +23,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from heatcheck import coverage, figures
+from heatcheck import baseline_report, coverage, figures
 from heatcheck.summaries import family_summaries
 
 TEMPLATE = "report.html.j2"
@@ -340,11 +340,15 @@ def validate_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndar
 # --------------------------------------------------------------------------- gallery
 def gallery_order(ids: Sequence[str], items_by_id: Mapping[str, Mapping[str, Any]],
                   checks: Sequence[Mapping[str, Any]]) -> list[int]:
-    """Indices of ``ids``, failing images first: wrong predictions, then the lowest mean
-    per-image score over failed localisation checks ("lower is better" metrics negated)."""
+    """Indices of ``ids``, failing images first: wrong predictions, then, against a baseline,
+    the images that got worst over the regressed checks; otherwise the lowest mean per-image
+    score over failed localisation checks ("lower is better" metrics negated)."""
     failed = [c for c in checks if c.get("audit") == "localisation" and check_status(c) == "failed"]
+    changes = baseline_report.image_changes(checks)
 
     def badness(image_id: str) -> float:
+        if changes:
+            return changes[image_id][0] if image_id in changes else math.inf
         scores = []
         for check in failed:
             score = _number(_mapping(check.get("per_image")).get(image_id))
@@ -375,6 +379,7 @@ def gallery(arrays: Mapping[str, np.ndarray], items_by_id: Mapping[str, Mapping[
     ids = ids_of(arrays)
     methods = method_keys(arrays, "map")
     order = gallery_order(ids, items_by_id, checks)
+    changes = baseline_report.image_changes(checks)
     rows = []
     for index in order[:max(0, max_gallery)]:
         item = items_by_id.get(ids[index], {})
@@ -382,8 +387,10 @@ def gallery(arrays: Mapping[str, np.ndarray], items_by_id: Mapping[str, Mapping[
         png = figures.gallery_row(arrays["images"][index], arrays["masks"][index],
                                   [(m, arrays[f"map/{m}"][index]) for m in methods],
                                   caption, colormap=colormap)
-        rows.append({"src": _data_uri(png), "caption": caption,
-                     "wrong": item.get("correct") is False})
+        # Against a baseline: what got worse on this image, under the row (too long for the PNG's title).
+        change = changes[ids[index]][1] if ids[index] in changes else ""
+        rows.append({"src": _data_uri(png), "caption": f"{caption} · {change}" if change else caption,
+                     "wrong": item.get("correct") is False, "change": change})
     # A run keeps the arrays of its first MAX_GALLERY images only; the items list every image.
     total = max(len(ids), len(items_by_id))
     return {"rows": rows, "methods": methods, "total": total, "left_out": total - len(rows), "kept": len(ids)}
@@ -693,6 +700,7 @@ def render(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None =
         sanity=drawn["sanity"], stability=stability(checks), gallery=drawn["gallery"],
         faithfulness=faithfulness_curves(checks),
         comparison=comparison(results, compare) if isinstance(compare, Mapping) else None,
+        regression=baseline_report.regressions(results),
         notes=[*notes, *array_notes], colormap=colormap)
 
 
