@@ -107,7 +107,7 @@ class Settings:
     cache_dir: Path | None = Path(".heatcheck_cache")  # None: no disk cache (--no-cache)
     cache_max_mb: int = 512
     sanity_images: int | None = None  # None: the profile's
-    sanity_grouping: str = "block"  # randomisation steps: "block" (blockN_* names) or "layer"
+    sanity_grouping: str = "block"  # randomisation steps: "block" (the architecture's blocks) or "layer"
     random_label_model: str | None = None
     stability_images: int | None = None  # None: the profile's
     # The perturbation budget hypothesis searches within (relative to the image's range).
