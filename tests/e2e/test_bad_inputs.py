@@ -23,7 +23,7 @@ BAD_ROWS = {
     "bad-1,missing.png,circle,m0.png": "image file not found",
     "bad-2,notimage.png,circle,m0.png": "not an image file",
     "bad-3,corrupt.png,circle,m0.png": "cannot read image",
-    "bad-4,i0.png,circle,nomask.png": "mask file not found",
+    "bad-4,i0.png,circle,nomask.png": "mask file 'nomask.png' not found",
     "bad-5,i0.png,circle,small.png": "mask is 8x8 but the image is 64x64",
     "bad-6,i1.png,circle,empty.png": "mask is empty",
     "bad-7,i2.png,circle,full.png": "mask covers the whole image",
