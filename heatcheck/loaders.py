@@ -397,7 +397,7 @@ def _orientation(image: Image.Image) -> int:
 def _displayed(image: Image.Image, orientation: int) -> Image.Image:
     """The decoded image as a viewer shows it: EXIF orientation applied (a photo taken with the
     camera turned is stored sideways; its mask is drawn on the picture as displayed)."""
-    if orientation in (1, 0) or orientation > 8:
+    if orientation not in range(2, 9):  # 1: as stored; anything else is not an orientation
         return image
     return ImageOps.exif_transpose(image)
 
