@@ -135,7 +135,8 @@ def build_settings(config: pytest.Config) -> Settings:
     for name, (dest, convert) in FIELDS.items():
         if (raw := pick(dest, name)) is None:
             continue
-        if convert in (int, float) and (isinstance(raw, bool) or not isinstance(raw, int | float)):
+        allowed = {int: int, float: int | float}.get(convert)
+        if allowed is not None and (isinstance(raw, bool) or not isinstance(raw, allowed)):
             # TOML values come typed; int("7") would quietly accept a quoted number and
             # int("zero") would end in a traceback.
             raise SettingsError(f"[tool.heatcheck] {name} = {raw!r}: expected {convert.__name__}")

@@ -164,15 +164,20 @@ def test_report_dir_must_be_creatable_and_writable(tmp_path: Path) -> None:
     check_report_dir(tmp_path)
 
 
-def test_bad_pyproject_value_is_a_usage_error_not_a_traceback(pytester) -> None:
-    pytester.makepyprojecttoml("""
+@pytest.mark.parametrize(("line", "message"), [
+    ('seed = "zero"', "seed = 'zero': expected int"),
+    ("seed = 1.5", "seed = 1.5: expected int"),
+    ('smooth_noise = "a lot"', "smooth_noise = 'a lot': expected float"),
+])
+def test_bad_pyproject_value_is_a_usage_error_not_a_traceback(pytester, line: str, message: str) -> None:
+    pytester.makepyprojecttoml(f"""
         [tool.heatcheck]
-        seed = "zero"
+        {line}
     """)
     pytester.makeconftest('pytest_plugins = ["heatcheck.plugin"]')
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*heatcheck: [[]tool.heatcheck[]] seed = 'zero': expected int*"])
+    assert f"heatcheck: [tool.heatcheck] {message}" in result.stderr.str()
 
 
 @pytest.mark.parametrize(("args", "message"), [
