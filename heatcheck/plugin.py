@@ -135,8 +135,9 @@ def build_settings(config: pytest.Config) -> Settings:
     for name, (dest, convert) in FIELDS.items():
         if (raw := pick(dest, name)) is None:
             continue
-        allowed = {int: int, float: int | float}.get(convert)
-        if allowed is not None and (isinstance(raw, bool) or not isinstance(raw, allowed)):
+        wrong = isinstance(raw, bool) or not isinstance(raw, int | float) or (
+            convert is int and isinstance(raw, float))
+        if convert in (int, float) and wrong:
             # TOML values come typed; int("7") would quietly accept a quoted number and
             # int("zero") would end in a traceback.
             raise SettingsError(f"[tool.heatcheck] {name} = {raw!r}: expected {convert.__name__}")
