@@ -27,9 +27,9 @@ def localisation(tmp_path_factory):
     def run(*args: str) -> dict:
         if args not in runs:
             report_dir = tmp_path_factory.mktemp("loc")
-            subprocess.run([sys.executable, "-m", "pytest", "audits/test_localisation.py", "-q",
-                            "-p", "no:cacheprovider", "--no-cache", "--report-dir", str(report_dir), *args],
-                           cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+            command = [sys.executable, "-m", "pytest", "audits/test_localisation.py", "-q", "-p",
+                       "no:cacheprovider", "--no-cache", "--report-dir", str(report_dir), *args]
+            subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
             runs[args] = json.loads((report_dir / "results.json").read_text())
         return runs[args]
 
@@ -37,7 +37,8 @@ def localisation(tmp_path_factory):
 
 
 def statuses(results: dict) -> dict[tuple[str, str], str]:
-    return {(c["metric"], c["method"]): c["status"] for c in results["checks"] if c["audit"] == "localisation"}
+    return {(c["metric"], c["method"]): c["status"]
+            for c in results["checks"] if c["audit"] == "localisation"}
 
 
 # Measured, not wished away: on the bench SmoothGrad's map (tf-keras-vis's mean |∇| over 20
@@ -55,7 +56,8 @@ def test_held_out_seed_clean_model_passes_localisation(localisation):
 
 def test_held_out_seed_shortcut_model_fails_localisation(localisation):
     found = statuses(localisation("--model", "bench:shortcut", "--seed", "4"))
-    assert found and set(found.values()) == {"failed"}, found
+    assert found
+    assert set(found.values()) == {"failed"}, found
 
 
 def test_large_objects_no_control_passes(localisation):
@@ -70,13 +72,15 @@ def test_large_objects_clean_model_cams_never_fail(localisation):
     gradient maps of this model lie on the shapes' outlines and the background around them, the
     silhouette that tells the classes apart: Saliency's energy and rank accuracy and SmoothGrad's
     pointing game come out below chance, and are reported so; README.)"""
-    found = statuses(localisation("--model", "bench:large-clean", "--images", "bench-large", "--seed", "4"))
+    found = statuses(localisation("--model", "bench:large-clean", "--images", "bench-large",
+                                  "--seed", "4"))
     assert len(found) == 12
     assert all(v != "failed" for (_, method), v in found.items() if method in CAMS), found
 
 
 def test_large_objects_shortcut_model_fails_for_the_cams(localisation):
-    found = statuses(localisation("--model", "bench:large-shortcut", "--images", "bench-large", "--seed", "4"))
+    found = statuses(localisation("--model", "bench:large-shortcut", "--images", "bench-large",
+                                  "--seed", "4"))
     assert all(status == "failed" for (_, method), status in found.items() if method in CAMS), found
 
 
@@ -93,5 +97,6 @@ def test_max_mask_fraction_leaves_out_large_objects_and_lists_them(localisation)
                            "--max-mask-fraction", "0.55", "--methods", "gradcam")
     check = next(c for c in results["checks"] if c["metric"] == "pointing_game")
     left_out = check["details"]["left_out"]
-    assert left_out and all(f >= 0.55 for f in left_out.values())
+    assert left_out
+    assert all(f >= 0.55 for f in left_out.values())
     assert len(check["per_image"]) + len(left_out) == 16
