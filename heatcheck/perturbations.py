@@ -5,6 +5,7 @@ Noise levels are relative to each image's range, as the seed notebook's smooth_n
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,3 +46,10 @@ DEFAULT_PERTURBATIONS = (
     Perturbation("uniform", 0.05), Perturbation("brightness", 0.05), Perturbation("brightness", -0.05),
     Perturbation("contrast", 0.1), Perturbation("contrast", -0.1),
 )
+
+
+def draw_seed(seed: int, *names: str) -> list[int]:
+    """The seed of one named draw (a check's bootstrap, an image's noisy copies): the run's
+    seed and a checksum of the names, so that each draw repeats exactly and none depends on
+    which other checks or images ran."""
+    return [seed, *(zlib.crc32(name.encode()) for name in names)]
