@@ -33,6 +33,7 @@ from heatcheck.decision import Decision, bootstrap_interval, decide
 from heatcheck.explain.provider import MapProvider, build_engine
 from heatcheck.metrics.base import finite_mean
 from heatcheck.metrics.similarity import (
+    chance_normalised,
     hog_pearson,
     similarity_to_other_images,
     spearman_abs,
@@ -48,8 +49,6 @@ SIGNED_METHODS: frozenset[str] = frozenset()  # none of saliency/smoothgrad/grad
 # The gate's control: an explainer that ignores the model keeps its maps, normalised similarity 1.
 UNCHANGED = "unchanged maps"
 UNRELATED = "maps of other images"
-# Below this, 1 − chance leaves nothing to normalise by: maps of different images are the same.
-_NO_ROOM = 1e-6
 
 
 def measures_for(method: str) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
@@ -131,15 +130,6 @@ def data_randomisation(provider: MapProvider, random_label_provider: MapProvider
          for m in methods})
 
 
-def normalised_similarity(similarity: np.ndarray, chance: float) -> np.ndarray:
-    """``(s − c) / (1 − c)``: 1 = unchanged, 0 = as alike as maps of different images; NaN
-    where the chance level leaves no room (maps of different images already identical)."""
-    s = np.asarray(similarity, np.float64)
-    if not np.isfinite(chance) or 1.0 - chance < _NO_ROOM:
-        return np.full(s.shape, np.nan)
-    return (s - chance) / (1.0 - chance)
-
-
 def curve_area(normalised_steps: list[np.ndarray]) -> np.ndarray:
     """(N,) mean over the randomisation steps of each image's normalised similarity: the area
     under the cascading curve per step (1 = never changed, 0 = unrelated from the first step)."""
@@ -166,7 +156,7 @@ def read_against_chance(steps: list[np.ndarray], chance_per_image: np.ndarray, *
     """Normalise per-step similarities (N,) by the chance level (mean of ``chance_per_image``);
     the gated values are the last step's, or with ``area`` the mean over steps."""
     chance = float(finite_mean(chance_per_image))
-    normalised = [normalised_similarity(s, chance) for s in steps]
+    normalised = [chance_normalised(s, chance) for s in steps]
     values = curve_area(normalised) if area else normalised[-1]
     return SimilarityReading(chance, bootstrap_interval(chance_per_image, seed=seed).as_list(),
                              [float(finite_mean(s)) for s in steps],

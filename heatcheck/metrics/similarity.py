@@ -238,3 +238,13 @@ def similarity_to_other_images(fn: Callable[[np.ndarray, np.ndarray], np.ndarray
     if n < 2:
         return np.full(n, np.nan)
     return np.mean([fn(maps, np.roll(maps, -s, axis=0)) for s in shifts], axis=0)
+
+
+def chance_normalised(similarity: np.ndarray, chance: float) -> np.ndarray:
+    """``(s − c) / (1 − c)``: a similarity in units of its chance level c, 1 = identical as
+    compared, 0 = as alike as maps of different images (below 0: less alike). NaN where c
+    leaves no room (c = 1: maps of different images are already identical as compared)."""
+    s = np.asarray(similarity, np.float64)
+    if not np.isfinite(chance) or 1.0 - chance < 1e-6:
+        return np.full(s.shape, np.nan)
+    return (s - chance) / (1.0 - chance)

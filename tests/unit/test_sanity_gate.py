@@ -5,24 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from heatcheck.metrics.similarity import similarity_to_other_images
-from heatcheck.sanity import (
-    MEASURES,
-    curve_area,
-    gate_similarity,
-    normalised_similarity,
-    read_against_chance,
-)
+from heatcheck.metrics.similarity import chance_normalised, similarity_to_other_images
+from heatcheck.sanity import MEASURES, curve_area, gate_similarity, read_against_chance
 
 SEED = [0, 1]
 
 
 def test_normalisation_maps_unchanged_to_one_and_chance_to_zero() -> None:
-    np.testing.assert_allclose(normalised_similarity(np.array([1.0, 0.4, 0.1]), 0.4), [1.0, 0.0, -0.5])
+    np.testing.assert_allclose(chance_normalised(np.array([1.0, 0.4, 0.1]), 0.4), [1.0, 0.0, -0.5])
 
 
 def test_no_room_above_chance_gives_nan_and_an_inconclusive_gate_that_says_why() -> None:
-    values = normalised_similarity(np.ones(8), 1.0)
+    values = chance_normalised(np.ones(8), 1.0)
     assert np.isnan(values).all()
     decision = gate_similarity(values, 0.3, SEED)
     assert decision.outcome == "inconclusive"
@@ -59,7 +53,7 @@ def test_a_method_that_only_changes_at_the_last_layer_is_seen_by_the_area() -> N
     assert gate_similarity(final.values, 0.3, SEED).outcome == "passed"
     assert gate_similarity(area.values, 0.2, SEED).outcome == "failed"
     np.testing.assert_allclose(area.values, curve_area(area_steps := [
-        normalised_similarity(s, 0.2) for s in steps]))
+        chance_normalised(s, 0.2) for s in steps]))
     assert area.normalised_curve == pytest.approx([float(s.mean()) for s in area_steps])
 
 
