@@ -89,11 +89,14 @@ def test_a_model_that_reads_one_pixel_rewards_the_map_that_points_at_it():
 
     pointing = np.zeros((1, 8, 8))
     pointing[0, 2, 5] = 1.0
-    base = baseline_images(images, "zeros")
-    good = causal_curves(predict, images, np.zeros(1, int), ranks_of(map_orders(pointing, ["a"], 0)), base, 8)
-    away = causal_curves(predict, images, np.zeros(1, int), ranks_of(map_orders(-pointing, ["a"], 0)), base, 8)
-    assert deletion_auc(good["deletion"], fractions(8))[0] < deletion_auc(away["deletion"], fractions(8))[0]
-    assert insertion_auc(good["insertion"], fractions(8))[0] > insertion_auc(away["insertion"], fractions(8))[0]
+    base, f = baseline_images(images, "zeros"), fractions(8)
+
+    def curves(maps):
+        return causal_curves(predict, images, np.zeros(1, int), ranks_of(map_orders(maps, ["a"], 0)), base, 8)
+
+    good, away = curves(pointing), curves(-pointing)
+    assert deletion_auc(good["deletion"], f)[0] < deletion_auc(away["deletion"], f)[0]
+    assert insertion_auc(good["insertion"], f)[0] > insertion_auc(away["insertion"], f)[0]
 
 
 def test_endpoints_are_the_untouched_and_the_fully_replaced_image():
