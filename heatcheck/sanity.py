@@ -175,7 +175,7 @@ def gate_similarity(normalised: np.ndarray, margin: float, seed: list[int], *,
     values = np.asarray(normalised, np.float64)
     decision = decide(values, {UNCHANGED: np.ones_like(values)}, margin=margin, seed=seed,
                       direction="lower", chance=1.0, weak_control=0.0)
-    if decision.images == 0 and values.size:
+    if decision.images == 0 and values.size >= 2:  # fewer images leave no pair for a chance level
         return replace(decision, reason="the method's maps of different images are identical as this "
                                         "measure compares them: it cannot tell a changed map on this data")
     moved, (low, high) = decision.effect, decision.interval.as_list()
