@@ -60,7 +60,7 @@ class PerturbedSet:
     """Perturbed copies of a sample of images (N, K, H, W, C) and which of them count."""
 
     images: LabelledImages
-    copy_kind: list[str]  # what each of the K copies is, e.g. "gaussian:0.02" or "linf_ball:8"
+    copy_kind: list[str]  # what each of the K copies is, e.g. "gaussian:0.02" or "linf_ball:4"
     copies: np.ndarray
     kept: np.ndarray  # bool (N, K): the copies that are scored
     changed: np.ndarray  # bool (N, K): the copies whose top-1 class differs from the original's
@@ -127,7 +127,8 @@ def top_classes(provider: MapProvider, images: LabelledImages) -> np.ndarray:
 
 def explain_perturbed(provider: MapProvider, pset: PerturbedSet, methods: tuple[str, ...]) -> None:
     """Unnormalised maps of the originals and of every kept copy, all methods, one batched call
-    each; copies that changed the decision are never scored, so they get NaN maps, not passes."""
+    each; copies not kept (label-preserving ones that changed the decision) are never scored, so
+    they get NaN maps, not passes."""
     n, k = pset.copies.shape[:2]
     images = pset.images
     pset.maps = provider.explain_many(methods, images.images, images.labels, normalise=False)
