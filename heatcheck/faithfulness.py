@@ -110,7 +110,7 @@ def causal_curves(predict: Predict, images: np.ndarray, labels: np.ndarray, rank
         ends = end_probabilities(predict, images, labels, baseline)
     out = {kind: np.empty((n, steps + 1)) for kind in KINDS}
     per_image = 2 * len(inner) * images[0].nbytes
-    for part in _chunks(n, per_image):
+    for part in _chunks(n, per_image) if len(inner) else ():  # one step: the endpoints are all
         x, b = images[part, None], baseline[part, None]
         replaced = (ranks[part, None, :] < inner[None, :, None]).reshape(-1, len(inner), h, w, 1)
         batch = np.concatenate([np.where(replaced, b, x), np.where(replaced, x, b)], axis=1)

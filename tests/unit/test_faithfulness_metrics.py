@@ -114,6 +114,12 @@ def test_endpoints_are_the_untouched_and_the_fully_replaced_image():
     np.testing.assert_allclose(curves["deletion"][:, -1], base.mean(axis=(1, 2, 3)) / 255.0, rtol=1e-5)
 
 
+def test_a_single_step_is_just_the_endpoints():
+    curves = _curves_of_an_oracle(lambda x: _two_class(1.0 - (x == 0).any(axis=(1, 2, 3))), steps=1)
+    np.testing.assert_allclose(curves["deletion"], [[1.0, 0.0]] * 5)
+    np.testing.assert_allclose(curves["insertion"], [[0.0, 1.0]] * 5)
+
+
 def test_baselines():
     images = np.random.default_rng(3).uniform(0, 255, (2, 16, 16, 3)).astype(np.float32)
     assert np.all(baseline_images(images, "zeros") == 0)
