@@ -14,7 +14,6 @@ import pytest
 
 from fixtures.audit_fixtures import input_errors, require
 from heatcheck.faithfulness import (
-    DEFAULT_STEPS,
     KINDS,
     RANDOM,
     RANDOM_ORDERS,
@@ -31,8 +30,7 @@ pytestmark = pytest.mark.heatcheck_audit
 def causal_run(audit_model, audit_images, audit_maps, settings, result_store):
     """Deletion and insertion curves of every method's maps and of the random orders, in one
     pass over the images. (Steps and baseline: the settings', when they carry them.)"""
-    steps = getattr(settings, "faithfulness_steps", DEFAULT_STEPS)
-    baseline = getattr(settings, "faithfulness_baseline", "blur")
+    steps, baseline = settings.faithfulness_steps, settings.faithfulness_baseline
     with input_errors(result_store):
         return set_causal_curves(audit_model, audit_images, audit_maps.maps, seed=settings.seed,
                                  steps=steps, baseline=baseline)

@@ -130,7 +130,9 @@ def audit_settings(settings: Settings) -> dict[str, Any]:
         "smooth_noise": settings.smooth_noise, "smooth_samples": settings.smooth_samples,
         "pointing_tolerance": settings.pointing_tolerance,
         "sanity_images": settings.sanity_count, "sanity_grouping": settings.sanity_grouping,
-        "stability_images": settings.stability_count, "stability_copies": settings.profile.stability_copies,
+        "stability_images": settings.stability_count,
+        "faithfulness_steps": settings.faithfulness_steps,
+        "faithfulness_baseline": settings.faithfulness_baseline,
         "stability_examples": settings.profile.hypothesis_examples
         * (10 if settings.stability_search == "deep" else 1),
         "stability_max_sigma": settings.stability_max_sigma,

@@ -97,6 +97,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--cache-dir", dest="hc_cache_dir", default=None, help="map cache folder (default .heatcheck_cache)")
     add("--unsafe-model", dest="hc_unsafe_model", action="store_true", default=None,
         help="load model files with Keras safe mode off (only for files you trust)")
+    add("--faithfulness-steps", dest="hc_faithfulness_steps", default=None, type=int, metavar="N",
+        help="points on the deletion and insertion curves (default 16)")
+    add("--faithfulness-baseline", dest="hc_faithfulness_baseline", default=None,
+        choices=["blur", "zeros", "mean"], help="what a deleted pixel becomes (default blur)")
     add("--max-mask-fraction", dest="hc_max_mask_fraction", default=None, type=float, metavar="F",
         help="localisation: audit only images whose object covers less than F of the image")
     add("--fail-inconclusive", dest="hc_fail_inconclusive", action="store_true", default=None,
@@ -140,6 +144,8 @@ FIELDS: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
     "stability_max_sigma": (None, float), "stability_max_brightness": (None, float),
     "sanity_grouping": (None, str), "max_image_pixels": ("hc_max_image_pixels", int),
     "max_mask_fraction": ("hc_max_mask_fraction", float),
+    "faithfulness_steps": ("hc_faithfulness_steps", int),
+    "faithfulness_baseline": ("hc_faithfulness_baseline", str),
     "fail_inconclusive": ("hc_fail_inconclusive", bool),
     "fail_on_caveats": ("hc_fail_on_caveats", bool),
     "weak_control": (None, float), "min_images": (None, int),

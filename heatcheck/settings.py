@@ -17,6 +17,7 @@ METHODS = ("saliency", "smoothgrad", "gradcam", "gradcampp")
 # Controls exist to show what failing looks like: they ignore the model (edges) or everything.
 CONTROLS = ("edges", "noise")
 ENGINES = ("compiled", "tf-keras-vis")
+FAITHFULNESS_BASELINES = ("blur", "zeros", "mean")  # heatcheck.faithfulness.BASELINES
 # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS): 89,478,485 pixels, about
 # 256 MiB as RGBA. Larger images are refused with one line unless max_image_pixels is raised.
 MAX_IMAGE_PIXELS = 89_478_485
@@ -35,19 +36,20 @@ class Profile:
     smooth_samples: int
     sanity_images: int
     stability_images: int
-    stability_copies: int  # perturbed copies per image and perturbation level
     hypothesis_examples: int
 
 
 PROFILES = {
-    "smoke": Profile("smoke", bench_images=8, smooth_samples=20, sanity_images=4,
-                     stability_images=2, stability_copies=2, hypothesis_examples=5),
+    # smoke's samples are heatcheck.decision's minimum of 5 images: fewer make every sanity and
+    # stability check inconclusive
+    "smoke": Profile("smoke", bench_images=8, smooth_samples=20, sanity_images=5,
+                     stability_images=5, hypothesis_examples=5),
     # Profiles change how many images and examples, never the methods' own parameters (the
     # seed's SmoothGrad: 20 samples, noise 0.2), so thresholds mean the same in every profile.
     "ci": Profile("ci", bench_images=64, smooth_samples=20, sanity_images=8,
-                  stability_images=8, stability_copies=4, hypothesis_examples=10),
+                  stability_images=8, hypothesis_examples=10),
     "full": Profile("full", bench_images=200, smooth_samples=20, sanity_images=16,
-                    stability_images=16, stability_copies=8, hypothesis_examples=50),
+                    stability_images=16, hypothesis_examples=50),
 }
 
 
@@ -122,6 +124,8 @@ class Settings:
     # Calibrated gates (heatcheck.decision): an inconclusive check fails the run only when
     # this is set (strict gates); localisation audits only images whose mask covers less
     # than max_mask_fraction of the image (None: all).
+    faithfulness_steps: int = 16  # points on the deletion and insertion curves (RISE runs the whole range)
+    faithfulness_baseline: str = "blur"  # what a deleted pixel becomes: blur, zeros or mean
     fail_inconclusive: bool = False
     fail_on_caveats: bool = False  # a run that audited less than a full audit fails the gate
     max_mask_fraction: float | None = None
@@ -158,6 +162,11 @@ class Settings:
                     raise SettingsError(
                         f"{option} does not apply to bench model {self.model}: bench models take none "
                         f"of {', '.join(option for _, option in NOT_FOR_BENCH)}")
+        if self.faithfulness_steps < 1:
+            raise SettingsError(f"--faithfulness-steps must be at least 1, not {self.faithfulness_steps}")
+        if self.faithfulness_baseline not in FAITHFULNESS_BASELINES:
+            raise SettingsError(f"--faithfulness-baseline {self.faithfulness_baseline!r}: choose from "
+                                f"{', '.join(FAITHFULNESS_BASELINES)}")
         if self.max_mask_fraction is not None and not 0.0 < self.max_mask_fraction <= 1.0:
             raise SettingsError(f"--max-mask-fraction must be in (0, 1], not {self.max_mask_fraction}")
 
