@@ -7,7 +7,7 @@ in a seeded random order, the baseline a map must beat.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -16,6 +16,7 @@ from heatcheck.data import ImageSet, LabelledImages
 from heatcheck.metrics.faithfulness import deletion_order
 from heatcheck.models import AuditModel
 from heatcheck.predict import predict_proba
+from heatcheck.sharding import offset_of
 
 FRACTIONS = np.array([0.0, 0.02, 0.05, 0.1, 0.2, 0.3])
 
@@ -27,11 +28,13 @@ def blurred(images: np.ndarray, sigma_fraction: float = 1 / 16) -> np.ndarray:
 
 
 def deletion_curves(model: AuditModel, images: LabelledImages, maps: np.ndarray,
-                    fractions: np.ndarray = FRACTIONS, rng: np.random.Generator | None = None,
+                    fractions: np.ndarray = FRACTIONS,
+                    rng: np.random.Generator | Sequence[np.random.Generator] | None = None,
                     baseline: np.ndarray | None = None) -> np.ndarray:
     """(N, F) probability of each image's label after deleting each fraction of its pixels in
-    the order of ``maps`` (most important first); ``rng`` breaks ties at random. ``baseline``:
-    the images' blurred copies, when the caller deletes for several maps."""
+    the order of ``maps`` (most important first); ``rng`` (one generator, or one per image)
+    breaks ties at random. ``baseline``: the images' blurred copies, when the caller deletes for
+    several maps."""
     n, h, w = maps.shape
     order = deletion_order(maps, rng)
     baseline = blurred(images.images) if baseline is None else baseline
@@ -52,15 +55,19 @@ def set_deletion_curves(model: AuditModel, images: ImageSet, maps: Mapping[str, 
 
     ``maps``: name -> (N, H, W) maps in the set's order (memory-mapped is fine: only a batch's
     rows are read), or None to delete in random order, the baseline. Each batch is read and
-    blurred once for all of them. Every name has its own generator seeded with ``seed``, so its
-    tie-breaking draws depend neither on the other names nor on the batch size.
+    blurred once for all of them. Each image's ties are broken by a generator seeded with
+    ``seed`` and its position in the whole audited set (``images`` may be a shard's block), the
+    same for every name: the draws depend neither on the other names, nor on the batch size,
+    nor on how the set is split into shards.
     """
-    rngs = {name: None if seed is None else np.random.default_rng(seed) for name in maps}
+    offset = offset_of(images)
     curves: dict[str, list[np.ndarray]] = {name: [] for name in maps}
     for rows, batch in images.batches():
         baseline = blurred(batch.images)
         flat = np.zeros(batch.masks.shape, np.float32)
         for name, values in maps.items():
             batch_maps = flat if values is None else np.asarray(values[rows])
-            curves[name].append(deletion_curves(model, batch, batch_maps, fractions, rngs[name], baseline))
+            rngs = None if seed is None else [np.random.default_rng([seed, offset + i])
+                                              for i in range(rows.start, rows.stop)]
+            curves[name].append(deletion_curves(model, batch, batch_maps, fractions, rngs, baseline))
     return {name: np.concatenate(parts) for name, parts in curves.items()}

@@ -6,19 +6,31 @@ calls the model; these never do).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from heatcheck.metrics.base import metric
 
 
-def deletion_order(maps: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
+def deletion_order(maps: np.ndarray,
+                   rng: np.random.Generator | Sequence[np.random.Generator] | None = None) -> np.ndarray:
     """Pixel indices per image, most important first; ties broken at random when ``rng`` is given
-    (a flat map must not delete in raster order, which would favour the top-left corner)."""
+    (a flat map must not delete in raster order, which would favour the top-left corner).
+
+    ``rng`` may be one generator per image: each image's ties then do not depend on which other
+    images share its batch (or its shard).
+    """
     flat = np.asarray(maps, np.float64).reshape(len(maps), -1)
     if not np.isfinite(flat).all():
         bad = int(np.flatnonzero(~np.isfinite(flat).all(axis=1))[0])
         raise ValueError(f"map {bad} contains NaN or Inf")
-    jitter = rng.random(flat.shape) if rng is not None else np.zeros_like(flat)
+    if rng is None:
+        jitter = np.zeros_like(flat)
+    elif isinstance(rng, np.random.Generator):
+        jitter = rng.random(flat.shape)
+    else:
+        jitter = np.stack([g.random(flat.shape[1]) for g in rng]) if len(flat) else np.zeros_like(flat)
     return np.lexsort((jitter, -flat), axis=1)
 
 
