@@ -30,7 +30,7 @@ def is_gallery_key(key: str) -> bool:
 
 
 def merge_galleries(parts: Sequence[Mapping[str, np.ndarray]], ids: Sequence[str],
-                    correct: np.ndarray) -> dict[str, np.ndarray]:
+                    correct: np.ndarray, limit: int = MAX_GALLERY) -> dict[str, np.ndarray]:
     """The whole set's gallery arrays from the shards' candidates.
 
     Args:
@@ -39,7 +39,7 @@ def merge_galleries(parts: Sequence[Mapping[str, np.ndarray]], ids: Sequence[str
     """
     where = {str(image_id): (k, row) for k, part in enumerate(parts) if "ids" in part
              for row, image_id in enumerate(part["ids"].tolist())}
-    chosen = [str(ids[i]) for i in gallery_rows(np.asarray(correct, bool))]
+    chosen = [str(ids[i]) for i in gallery_rows(np.asarray(correct, bool), limit)]
     missing = [i for i in chosen if i not in where]
     if missing or not chosen:
         return {}

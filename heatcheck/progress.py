@@ -40,7 +40,7 @@ class State:
 
 def _duration(seconds: float) -> str:
     seconds = max(0, round(seconds))
-    if seconds < 90:
+    if seconds < 120:
         return f"{seconds} s"
     if seconds < 90 * 60:
         return f"{seconds / 60:.0f} min"

@@ -294,6 +294,8 @@ class ControllerSession:
         self.merged: Any = None
         self.failure: str | None = None
         self.watcher: Watcher | None = None
+        self.session: pytest.Session | None = None
+        self.collected: set[str] = set()
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_configure_node(self, node: Any) -> None:
@@ -306,9 +308,21 @@ class ControllerSession:
             return None
         from xdist.scheduler import EachScheduling
 
-        return EachScheduling(config, log)
+        controller = self
+
+        class AuditScheduling(EachScheduling):
+            """xdist's each scheduling, counting a test that runs on several workers once."""
+
+            def add_node_collection(self, node: Any, collection: Any) -> None:
+                super().add_node_collection(node, collection)
+                controller.collected.update(collection)
+                if controller.session is not None:  # the terminal's percentage: tests, not copies
+                    controller.session.testscollected = len(controller.collected)
+
+        return AuditScheduling(config, log)
 
     def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.session = session
         shutil.rmtree(self.folder, ignore_errors=True)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.watcher = Watcher(self.folder, terminal_sink(self.config, PROGRESS_S))
