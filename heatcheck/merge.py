@@ -70,7 +70,7 @@ def merge(partials: Sequence[Partial], *, replay: bool = True) -> Merged:
     """The whole run from its shards' partials (``replay=False`` skips deciding the whole-set
     checks again: for tests of the bookkeeping)."""
     ordered = check_compatible(partials)
-    first = ordered[0]
+    first = next((p for p in ordered if not p.idle), ordered[0])
     settings = settings_from_json(first.settings)
     store = _store(ordered, settings)
     values = _values(ordered, store)
@@ -80,9 +80,13 @@ def merge(partials: Sequence[Partial], *, replay: bool = True) -> Merged:
             continue
         outcomes = [p.outcomes.get(item.nodeid, {}).get("outcome") for p in ordered]
         if replay and all(o in CONTRIBUTED for o in outcomes) and "computed" in outcomes:
+            from heatcheck.replay import ReplayError
             from heatcheck.replay import replay as run_again
 
-            run_again(item, first.rootdir, values, store, settings)
+            try:
+                run_again(item, first.rootdir, values, store, settings)
+            except ReplayError as exc:
+                raise MergeError(str(exc)) from None
         elif replay:
             _copy_outcome(store, item.nodeid, [p for p in ordered if p.outcomes.get(item.nodeid, {})
                                                .get("outcome") not in CONTRIBUTED])
@@ -111,8 +115,10 @@ def check_compatible(partials: Sequence[Partial]) -> list[Partial]:
                          f"{', '.join(f'{i}/{first.shard.count}' for i in missing)} missing "
                          f"(have {', '.join(str(p.shard) for p in sorted(partials, key=_index))})")
     ordered = [seen[i] for i in range(first.shard.count)]
-    for p in ordered[1:]:
-        _same(ordered[0], p)
+    reference = next((p for p in ordered if not p.idle), ordered[0])
+    for p in ordered:
+        if p is not reference:
+            _same(reference, p)
     for p in ordered:
         if p.results.get("status") == "incomplete" or p.results.get("not_run"):
             raise MergeError(f"{p.name} did not finish ({_where(p)}): run it again before merging")
@@ -134,6 +140,13 @@ def _same(a: Partial, b: Partial) -> None:
         raise MergeError(f"shards come from different heatcheck versions: {a.name} {a.heatcheck} "
                          f"(commit {a.git_commit[:12]}) vs {b.name} {b.heatcheck} "
                          f"(commit {b.git_commit[:12]})")
+    _same_settings(a, b)
+    if [i.nodeid for i in a.items] != [i.nodeid for i in b.items]:
+        only = sorted({i.nodeid for i in a.items} ^ {i.nodeid for i in b.items}) or ["(the same tests, "
+                                                                                     "in another order)"]
+        raise MergeError(f"shards ran different audits: {a.name} and {b.name} differ in {only[0]}")
+    if b.idle:  # a shard left with no test loaded no model and no image
+        return
     ma, mb = a.results.get("model", {}), b.results.get("model", {})
     if (ma.get("spec"), ma.get("sha256")) != (mb.get("spec"), mb.get("sha256")):
         raise MergeError(f"shards audit different models: {a.name} {_model(ma)} vs {b.name} {_model(mb)}")
@@ -143,14 +156,14 @@ def _same(a: Partial, b: Partial) -> None:
         raise MergeError(f"shards audit different image sets: {a.name} {ia.get('spec')} "
                          f"({ia.get('count')} images) vs {b.name} {ib.get('spec')} "
                          f"({ib.get('count')} images)")
+
+
+def _same_settings(a: Partial, b: Partial) -> None:
+    """MergeError naming the first setting that differs (of those that can change a number)."""
     for key in sorted(set(a.settings) | set(b.settings)):
         if key not in LOCAL_SETTINGS and a.settings.get(key) != b.settings.get(key):
             raise MergeError(f"shards ran with different settings: {key} is {_short(a.settings.get(key))} "
                              f"on {a.name} but {_short(b.settings.get(key))} on {b.name}")
-    if [i.nodeid for i in a.items] != [i.nodeid for i in b.items]:
-        only = sorted({i.nodeid for i in a.items} ^ {i.nodeid for i in b.items}) or ["(the same tests, "
-                                                                                     "in another order)"]
-        raise MergeError(f"shards ran different audits: {a.name} and {b.name} differ in {only[0]}")
 
 
 def _model(model: dict[str, Any]) -> str:

@@ -85,6 +85,11 @@ class Partial:
     def name(self) -> str:
         return f"shard {self.shard}"
 
+    @property
+    def idle(self) -> bool:
+        """Whether the shard ran no audit test (they all fell to other shards)."""
+        return not self.outcomes
+
 
 def images_fingerprint(ids: Iterable[str], labels: Iterable[int]) -> str:
     """A hash of an image set's ids and labels, in order: shards of one set share it."""

@@ -65,21 +65,29 @@ _MODULES: dict[str, Any] = {}
 
 
 def audit_function(item: AuditItem, rootdir: str) -> Callable[..., Any]:
-    """The function of ``item``, its module imported from its file (once per file)."""
-    if item.path not in _MODULES:
-        if rootdir not in sys.path:  # the audits import their fixtures package from the project
-            sys.path.insert(0, rootdir)
-        name = f"heatcheck_replay_{Path(item.path).stem}_{hashlib.sha1(item.path.encode()).hexdigest()[:8]}"
-        spec = importlib.util.spec_from_file_location(name, item.path)
-        if spec is None or spec.loader is None or not Path(item.path).is_file():
-            raise ReplayError(f"{item.nodeid}: its file {item.path} is not there to run it again")
+    """The function of ``item``, its module imported from its file (once per file): where the
+    shard ran it, or else under the current folder (a merge on another machine, run from a
+    checkout of the same commit)."""
+    relative = item.nodeid.split("::", 1)[0]
+    candidates = [(Path(item.path), Path(rootdir)), (Path.cwd() / relative, Path.cwd())]
+    path, root = next(((f, r) for f, r in candidates if f.is_file()), candidates[-1])
+    if str(path) not in _MODULES:
+        if not path.is_file():
+            raise ReplayError(f"{item.nodeid}: its file is neither at {item.path} nor under the current "
+                              f"folder: run the merge from the audits' project (the same commit)")
+        if str(root) not in sys.path:  # the audits import their fixtures package from the project
+            sys.path.insert(0, str(root))
+        name = f"heatcheck_replay_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ReplayError(f"{item.nodeid}: {path} cannot be imported")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
-        _MODULES[item.path] = module
-    function: Callable[..., Any] | None = getattr(_MODULES[item.path], item.function, None)
+        _MODULES[str(path)] = module
+    function: Callable[..., Any] | None = getattr(_MODULES[str(path)], item.function, None)
     if function is None:
-        raise ReplayError(f"{item.nodeid}: {item.path} has no function {item.function}")
+        raise ReplayError(f"{item.nodeid}: {path} has no function {item.function}")
     return function
 
 

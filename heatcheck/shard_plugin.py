@@ -82,9 +82,10 @@ def _is_xdist_controller(config: pytest.Config) -> bool:
 
 
 def shard_of(config: pytest.Config) -> Shard | None:
-    """This session's shard, or None when it audits the whole set."""
+    """This session's shard, or None when it audits the whole set (one process, or the shard
+    that runs every chosen audit when only sample audits are chosen)."""
     session = config.stash.get(SHARD_KEY, None)
-    return None if session is None else session.shard
+    return None if session is None or session.solo else session.shard
 
 
 def gpu_ids() -> list[str]:
@@ -170,6 +171,8 @@ class ShardSession:
         self.provider: dict[str, Any] = {}
         self.blocks: dict[str, list[int]] = {}
         self.fingerprint = ""
+        self.solo = False
+        self.written: Path | None = None
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -181,12 +184,15 @@ class ShardSession:
             raise pytest.UsageError("heatcheck: the audits split their images across xdist workers "
                                     "themselves: run them with -n N and xdist's default --dist load")
         self.items = [_audit_item(it, info[it.nodeid]) for it in audits]
+        # Only sample audits chosen: there is no per-image work to split, so shard 0 runs them all
+        # as one process would (its block is the whole set) and the other shards run none.
+        self.solo = bool(audits) and all(item.family in SAMPLE_FAMILIES for item in self.items)
         keep: list[pytest.Item] = []
         drop: list[pytest.Item] = []
         for it in items:
             family = info[it.nodeid][0] if it.nodeid in info else None
             if family is not None:
-                chosen = runs_family(self.shard, family)
+                chosen = self.shard.index == 0 if self.solo else runs_family(self.shard, family)
             else:  # not an audit: under xdist's each scheduling, one worker runs it
                 chosen = not self.each or self.shard.owns(it.nodeid)
             (keep if chosen else drop).append(it)
@@ -216,12 +222,13 @@ class ShardSession:
                              "passes_per_map": {m: value.passes_per_map(m) for m in methods}}
         elif name == "labelled_images":
             self.fingerprint = images_fingerprint(value.ids, value.labels)
-            rows = block(len(value), self.settings.batch_size, self.shard)
+            rows = slice(0, len(value)) if self.solo else block(len(value), self.settings.batch_size,
+                                                                  self.shard)
             self.blocks["labelled"] = [rows.start, rows.stop]
         return value
 
     def _part(self, name: str, value: Any, request: pytest.FixtureRequest) -> Any:
-        if KEPT[name] != "labelled":
+        if KEPT[name] != "labelled" or self.solo:
             return value
         total = len(request.getfixturevalue("labelled_images"))
         return value[block(total, self.settings.batch_size, self.shard)]
@@ -260,7 +267,20 @@ class ShardSession:
             results=store.to_json(), items=self.items, outcomes=self.outcomes,
             values=dict(self.values), provider=self.provider, blocks=self.blocks,
             images_fingerprint=self.fingerprint, arrays=dict(store.arrays))
-        return write_partial(self.folder, partial)
+        self.written = write_partial(self.folder, partial)
+        return self.written
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        """A shard left with no audit test to run (all on other shards) still says so: the merge
+        must find every shard (an idle shard's partial holds no values)."""
+        from heatcheck.plugin import START_KEY, STORE_KEY, environment
+
+        if self.items and self.written is None and START_KEY in self.config.stash:
+            store = self.config.stash[STORE_KEY]
+            store.seal([])
+            store.environment = {**store.environment, **environment(self.config)}
+            self.write(store)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_report_teststatus(self, report: pytest.TestReport,

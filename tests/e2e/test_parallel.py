@@ -111,3 +111,15 @@ def test_shards_of_two_models_are_refused_with_one_line(tmp_path: Path) -> None:
                                "shard 0/2 bench:clean (sha256 ")
     assert "vs shard 1/2 bench:shortcut (sha256 " in lines[0]
     assert not (tmp_path / "merged").exists()
+
+
+def test_sample_audits_alone_run_whole_on_one_worker(tmp_path: Path) -> None:
+    """Only sanity chosen: nothing to split by image, so one worker runs it as one process would
+    (every image's prediction row included) and the other writes an idle partial."""
+    runs = {name: audit(tmp_path / name, "--methods", "saliency", *args, target="audits/test_sanity.py")
+            for name, args in (("one", ()), ("n2", ("-n", "2")))}
+    for run in runs.values():
+        code, out = finished(run)
+        assert code == 0, out
+    assert len(findings(tmp_path / "n2")["images"]["items"]) == 12
+    assert_same_run(tmp_path / "one", tmp_path / "n2")

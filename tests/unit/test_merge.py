@@ -35,6 +35,8 @@ SANITY = AuditItem("audits/test_sanity.py::test_cascading[ssim-saliency]", "/x/a
                    "test_cascading", {"measure": "ssim", "method": "saliency"}, "sanity", "cascading_ssim",
                    "saliency")
 
+LABELS = "audits/test_labels.py::test_label_consistency"
+
 
 def _partial(index: int, count: int = 2, **changes: Any) -> Partial:
     ids = [f"img-{i}" for i in range(4 * index, 4 * index + 4)]
@@ -54,7 +56,8 @@ def _partial(index: int, count: int = 2, **changes: Any) -> Partial:
                               "effect": None, "interval": None, "control": None, "controls": {}}]
     partial = Partial(shard=Shard(index, count), heatcheck="0.1.0", git_commit="c0ffee", rootdir="/x",
                       settings=settings_to_json(SETTINGS), results=results, items=[SANITY],
-                      outcomes={SANITY.nodeid: {"outcome": "passed", "reason": ""}} if index == 0 else {},
+                      outcomes={SANITY.nodeid: {"outcome": "passed", "reason": ""}} if index == 0 else
+                      {LABELS: {"outcome": "computed", "reason": ""}},
                       values={"predictions": np.full((4, 2), float(index))}, provider={},
                       blocks={"labelled": [4 * index, 4 * index + 4]}, images_fingerprint="f" * 64,
                       arrays={"ids": np.array(ids), "images": np.full((4, 2, 2, 3), index, np.uint8)})
@@ -128,6 +131,14 @@ def test_settings_that_change_no_number_may_differ() -> None:
     local = {**settings_to_json(SETTINGS), "report_dir": "/elsewhere", "cache_dir": None,
              "colormap": "cividis"}
     assert [p.shard.index for p in check_compatible([_partial(1), _partial(0, settings=local)])] == [0, 1]
+
+
+def test_a_shard_left_with_no_test_is_merged_without_its_model_or_images() -> None:
+    idle = _results(_partial(1, outcomes={}, images_fingerprint=""), model={"spec": "bench:clean"},
+                    images={"spec": "bench"})
+    assert check_compatible([idle, _partial(0)])[1].idle
+    with pytest.raises(MergeError, match="shards ran with different settings"):  # still the same audit
+        check_compatible([_partial(0), dataclasses.replace(idle, settings={**idle.settings, "seed": 9})])
 
 
 def test_the_merged_store_puts_rows_passes_and_sample_checks_together() -> None:
