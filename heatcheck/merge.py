@@ -91,6 +91,7 @@ def merge(partials: Sequence[Partial], *, replay: bool = True) -> Merged:
             _copy_outcome(store, item.nodeid, [p for p in ordered if p.outcomes.get(item.nodeid, {})
                                                .get("outcome") not in CONTRIBUTED])
     _session_errors(store, ordered, {i.nodeid for i in first.items})
+    store.input_errors = list(dict.fromkeys(line for p in ordered for line in p.input_errors))
     store.seal([i.family for i in first.items])
     return Merged(store, settings, first.shard.count)
 

@@ -79,6 +79,7 @@ class Partial:
     blocks: dict[str, list[int]]  # "labelled" / "audited" → [start, stop) in the whole set
     images_fingerprint: str
     arrays: dict[str, np.ndarray] = field(default_factory=dict)  # the report's arrays (gallery, sanity)
+    input_errors: list[str] = field(default_factory=list)  # the one-line input errors it met
     source: Path | None = None  # the file it was read from
 
     @property
@@ -181,7 +182,7 @@ def write_partial(folder: Path, partial: Partial) -> Path:
         "rootdir": partial.rootdir, "settings": partial.settings,
         "images_fingerprint": partial.images_fingerprint, "blocks": partial.blocks,
         "results": partial.results, "items": [dataclasses.asdict(i) for i in partial.items],
-        "outcomes": partial.outcomes, "provider": partial.provider,
+        "outcomes": partial.outcomes, "provider": partial.provider, "input_errors": partial.input_errors,
         "values": {name: pack(v, arrays) for name, v in partial.values.items()},
     }
     stem = folder / file_stem(partial.shard)
@@ -210,7 +211,7 @@ def read_partial(path: Path) -> Partial:
         items=[AuditItem(**i) for i in document["items"]], outcomes=document["outcomes"],
         values={name: unpack(v, arrays) for name, v in document["values"].items()},
         provider=document["provider"], blocks=document["blocks"],
-        images_fingerprint=document["images_fingerprint"],
+        images_fingerprint=document["images_fingerprint"], input_errors=list(document["input_errors"]),
         arrays={k.removeprefix("store/"): v for k, v in arrays.items() if k.startswith("store/")},
         source=path)
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -266,7 +267,8 @@ class ShardSession:
             rootdir=str(self.config.rootpath), settings=settings_to_json(self.settings),
             results=store.to_json(), items=self.items, outcomes=self.outcomes,
             values=dict(self.values), provider=self.provider, blocks=self.blocks,
-            images_fingerprint=self.fingerprint, arrays=dict(store.arrays))
+            images_fingerprint=self.fingerprint, arrays=dict(store.arrays),
+            input_errors=list(store.input_errors))
         self.written = write_partial(self.folder, partial)
         return self.written
 
@@ -375,7 +377,10 @@ class ControllerSession:
             self.failure = str(exc)
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
             return
-        self.merged.store.environment["workers"] = self.merged.shards
+        from heatcheck.plugin import START_KEY
+
+        self.merged.store.environment.update(  # the controller's clock: the whole run, not a worker's
+            workers=self.merged.shards, wall_s=round(time.perf_counter() - self.config.stash[START_KEY], 2))
         write_merged(self.merged, self.settings.report_dir)
         shutil.rmtree(self.folder, ignore_errors=True)
         if self.merged.store.verdict() != "pass" and session.exitstatus == pytest.ExitCode.OK:
@@ -411,5 +416,7 @@ class ControllerSession:
             return
         from heatcheck.plugin import verdict_line
 
+        for error in self.merged.store.input_errors:
+            terminalreporter.write_line(f"heatcheck: input error: {error}", yellow=True)
         line, verdict = verdict_line(self.merged.store, self.settings.report_dir)
         terminalreporter.write_line(line, bold=True, red=verdict != "PASS", green=verdict == "PASS")

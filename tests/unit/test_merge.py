@@ -60,7 +60,8 @@ def _partial(index: int, count: int = 2, **changes: Any) -> Partial:
                       {LABELS: {"outcome": "computed", "reason": ""}},
                       values={"predictions": np.full((4, 2), float(index))}, provider={},
                       blocks={"labelled": [4 * index, 4 * index + 4]}, images_fingerprint="f" * 64,
-                      arrays={"ids": np.array(ids), "images": np.full((4, 2, 2, 3), index, np.uint8)})
+                      arrays={"ids": np.array(ids), "images": np.full((4, 2, 2, 3), index, np.uint8)},
+                      input_errors=["manifest.csv row 3 (cat.png): image file not found"])
     return dataclasses.replace(partial, **changes)
 
 
@@ -151,6 +152,7 @@ def test_the_merged_store_puts_rows_passes_and_sample_checks_together() -> None:
     assert store.environment["wall_s"] == 11.0
     assert store.environment["started_utc"] == "2026-01-01T00:00:00Z"
     assert merged.settings == SETTINGS
+    assert store.input_errors == ["manifest.csv row 3 (cat.png): image file not found"]  # once
 
 
 def test_merge_on_the_command_line_prints_one_line_and_exits_2(tmp_path: Path,
