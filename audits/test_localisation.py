@@ -62,6 +62,8 @@ def test_localisation(metric, method, localisation_run, map_provider, settings, 
     gate.decide("localisation", metric, method, decision, direction="higher", per_image=scores, ids=ids,
                 controls={name: float(finite_mean(v)) for name, v in controls.items()},
                 details={"raw": float(finite_mean(run.raw[metric][method][keep])),
+                         "raw_per_image": dict(zip(ids, run.raw[metric][method][keep].tolist(), strict=True)),
+                         "chance_per_image": dict(zip(ids, run.chance[metric][keep].tolist(), strict=True)),
                          "chance": float(finite_mean(run.chance[metric][keep])),
                          "controls_raw": {c: float(finite_mean(v[keep]))
                                           for c, v in run.control_raw[metric].items()},

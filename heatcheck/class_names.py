@@ -34,19 +34,32 @@ def read_file(path: Path) -> tuple[str, ...]:
     """Class names from a file: a JSON list, a JSON object keyed by index, or one name per line.
 
     A JSON object may map each index to a name or to ``[wnid, name]`` (the layout of Keras's
-    ``imagenet_class_index.json``). Raises ValueError with one line saying what is wrong.
+    ``imagenet_class_index.json``). The file must be UTF-8 (a byte-order mark is allowed) and
+    name each class once. Raises ValueError with one line naming the file and what is wrong.
     """
     if not path.is_file():
         raise ValueError(f"class names file {path} not found")
-    text = path.read_text("utf-8")
+    try:
+        # utf-8-sig: editors on Windows save a byte-order mark that would stick to the first name.
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"class names file {path}: not UTF-8 text ({err.reason} at byte {err.start}); "
+                         f"save it as UTF-8") from None
     if path.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
         try:
-            return _from_json(json.loads(text))
+            names = _from_json(json.loads(text))
         except ValueError as exc:  # json.JSONDecodeError is a ValueError too
             raise ValueError(f"class names file {path}: {exc}") from None
-    names = tuple(line.strip() for line in text.splitlines() if line.strip())
+    else:
+        names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if not names:
         raise ValueError(f"class names file {path} is empty")
+    first: dict[str, int] = {}
+    for index, name in enumerate(names):
+        if name in first:  # a label naming it could not say which class it means
+            raise ValueError(f"class names file {path}: duplicate class name {name!r} (classes "
+                             f"{first[name]} and {index}); each class needs its own name")
+        first[name] = index
     return names
 
 

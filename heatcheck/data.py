@@ -60,6 +60,10 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def class_name(self, index: int) -> str:
+        """The name of class ``index`` (the model's names, else a folder layout's), else the index."""
+        return self.class_names[index] if 0 <= index < len(self.class_names) else str(index)
+
     def batches(self, size: int | None = None) -> Iterator[tuple[slice, LabelledImages]]:
         """``(rows, batch)`` in order: ``rows`` is where the batch sits in this set."""
         size = size or self.batch_size

@@ -8,7 +8,9 @@ the report (a notebook, a pytest session with its own plotting).
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +56,30 @@ def colormap_named(name: str) -> Colormap:
         raise ValueError(f"unknown colormap {name!r}; try 'jet', 'viridis' or 'cividis'") from None
 
 
+def drawable(text: object) -> str:
+    """``text`` as a string any font can be asked for: bytes of a file name that were not UTF-8
+    (lone surrogates, which FreeType refuses with a TypeError) as ``\\xe9``, control
+    characters (a NUL, a newline in an id) as their escapes, so that a title stays one line."""
+    text = str(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        try:
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        except UnicodeEncodeError:
+            text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+@contextmanager
+def _missing_glyphs_allowed() -> Iterator[None]:
+    """A class name or id in a script the font lacks (CJK in DejaVu Sans) is drawn as boxes,
+    the HTML beside the figure has the real text: not an error where warnings are errors."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"Glyph \d+ .* missing from font", UserWarning)
+        yield
+
+
 def to_png(fig: Figure, *, palette: bool = False) -> bytes:
     """Draw ``fig`` with the Agg canvas and return PNG bytes (no metadata, so reproducible).
 
@@ -62,7 +88,8 @@ def to_png(fig: Figure, *, palette: bool = False) -> bytes:
             (30 KB instead of 100 KB for seven 80 px panels) with no visible loss at that size.
     """
     canvas = FigureCanvasAgg(fig)
-    canvas.draw()
+    with _missing_glyphs_allowed():
+        canvas.draw()
     picture = Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3])
     if palette:
         picture = picture.quantize(256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE)
@@ -216,6 +243,7 @@ def _label(fig: Figure, text: str, x_px: float, bottom_px: float, size: tuple[in
            fontsize: float, max_chars: int) -> None:
     # Cut long user strings so they cannot spill over the neighbouring panel; the full text
     # is in the HTML next to the picture. parse_math=False: a '$' in a class name is a dollar.
+    text = drawable(text)
     if len(text) > max_chars:
         text = text[: max(1, max_chars - 1)] + "\u2026"
     width, height = size
@@ -230,13 +258,13 @@ def _colours(series: Sequence[Series]) -> dict[str, str]:
 
 def _draw_lines(ax: Any, series: Sequence[Series], colours: dict[str, str]) -> None:
     for line in series:
-        ax.plot(line.x, line.y, marker="o", markersize=3, linewidth=1.2, label=line.label,
+        ax.plot(line.x, line.y, marker="o", markersize=3, linewidth=1.2, label=drawable(line.label),
                 linestyle="--" if line.dashed else "-", color=colours[line.colour_of or line.label])
 
 
 def _ticks(ax: Any, xticklabels: Sequence[str] | None) -> None:
     if xticklabels is not None:
-        ax.set_xticks(range(len(xticklabels)), [str(t) for t in xticklabels],
+        ax.set_xticks(range(len(xticklabels)), [drawable(t) for t in xticklabels],
                       rotation=30, ha="right", fontsize=7)
         for text in ax.get_xticklabels():
             text.set_parse_math(False)
@@ -270,12 +298,13 @@ def line_plot(series: Sequence[Series], *, xlabel: str, ylabel: str,
         ax.set_xscale("log")
     if ylim is not None:
         ax.set_ylim(*ylim)
-    ax.set_xlabel(xlabel, fontsize=8, parse_math=False)
-    ax.set_ylabel(ylabel, fontsize=8, parse_math=False)
+    ax.set_xlabel(drawable(xlabel), fontsize=8, parse_math=False)
+    ax.set_ylabel(drawable(ylabel), fontsize=8, parse_math=False)
     if series:
         # Outside the axes: inside, it hides the points near 1 that a stable map has.
         _legend(ax, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.tight_layout()
+    with _missing_glyphs_allowed():  # lays out the text, so it meets the fonts too
+        fig.tight_layout()
     return to_png(fig)
 
 
@@ -294,15 +323,16 @@ def line_panels(panels: Sequence[tuple[str, Sequence[Series], Sequence[str] | No
     for ax, (title, lines, ticks) in zip(axes, panels, strict=False):
         _draw_lines(ax, lines, colours)
         _ticks(ax, ticks)
-        ax.set_title(title, fontsize=8, parse_math=False)
-        ax.set_xlabel(xlabel, fontsize=8, parse_math=False)
-    axes[0].set_ylabel(ylabel, fontsize=8, parse_math=False)
-    handles = [Line2D([], [], color=colour, marker="o", markersize=3, label=key)
+        ax.set_title(drawable(title), fontsize=8, parse_math=False)
+        ax.set_xlabel(drawable(xlabel), fontsize=8, parse_math=False)
+    axes[0].set_ylabel(drawable(ylabel), fontsize=8, parse_math=False)
+    handles = [Line2D([], [], color=colour, marker="o", markersize=3, label=drawable(key))
                for key, colour in colours.items()]
     if styles is not None and any(line.dashed for line in every):
         handles += [Line2D([], [], color="0.3", linestyle="-", label=styles[0]),
                     Line2D([], [], color="0.3", linestyle="--", label=styles[1])]
     if handles:
         _legend(axes[-1], handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.tight_layout()
+    with _missing_glyphs_allowed():  # lays out the text, so it meets the fonts too
+        fig.tight_layout()
     return to_png(fig)

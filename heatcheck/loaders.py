@@ -16,16 +16,19 @@ import math
 import os
 import re
 import sys
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
-from skimage.transform import resize
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from heatcheck.data import ImageError, ImageSet, mask_problem
+from heatcheck.settings import MAX_IMAGE_PIXELS
 
 TARGET_COLUMNS = ("mask", "box", "annotation")
 # The suffixes Keras' image_dataset_from_directory reads; other files in a class folder
@@ -33,6 +36,14 @@ TARGET_COLUMNS = ("mask", "box", "annotation")
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 _FORBIDDEN_XML = re.compile(r"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+# EXIF orientations that turn the picture by 90 degrees: the file's width is the displayed height.
+_SIDEWAYS = frozenset({5, 6, 7, 8})
+# A large image is decoded at a reduced scale (JPEG) and shrunk by whole factors first (any
+# format) down to this many times the input size, then resampled: time and memory follow the
+# input size, not the file's, with no visible loss against a full anti-aliased resize.
+_REDUCING_GAP = 2.0
+_PILLOW_LIMIT = threading.Lock()
+_T = TypeVar("_T")
 
 
 class _RowProblem(Exception):
@@ -57,11 +68,13 @@ class _Context:
     input_size: tuple[int, int]
     class_names: tuple[str, ...]
     num_classes: int | None
+    max_pixels: int = MAX_IMAGE_PIXELS
 
 
 def load_labelled_images(spec: str, *, input_size: tuple[int, int], class_names: tuple[str, ...] = (),
                          num_classes: int | None = None, strict: bool = False,
-                         log: Callable[[str], None] | None = None, batch_size: int = 32) -> ImageSet:
+                         log: Callable[[str], None] | None = None, batch_size: int = 32,
+                         max_image_pixels: int = MAX_IMAGE_PIXELS) -> ImageSet:
     """Load a CSV manifest (``*.csv``) or a folder holding ``images/<class>/`` and ``masks/<class>/``.
 
     Args:
@@ -71,6 +84,8 @@ def load_labelled_images(spec: str, *, input_size: tuple[int, int], class_names:
         strict: raise ImageError on the first bad row instead of leaving it out.
         log: receives one line per bad row (default: written to stderr).
         batch_size: images read at once when the set is read.
+        max_image_pixels: larger images (and masks) are bad rows: a small compressed file can
+            decode to gigabytes (a decompression bomb).
 
     Returns:
         An ImageSet that reads uint8 RGB images (n, H, W, 3) and boolean masks (n, H, W) batch by
@@ -91,7 +106,7 @@ def load_labelled_images(spec: str, *, input_size: tuple[int, int], class_names:
     if num_classes is None and class_names:
         num_classes = len(class_names)
     context = _Context(path.resolve(), root_label, (int(input_size[0]), int(input_size[1])),
-                       tuple(class_names), num_classes)
+                       tuple(class_names), num_classes, max_image_pixels)
     return _check_rows(spec, rows, context, strict, log or _write_to_stderr, batch_size)
 
 
@@ -150,7 +165,9 @@ def _check_row(row: _Row, context: _Context, used_by: dict[str, str]) -> _Checke
                           'a box must be quoted: "x0,y0,x1,y1"')
     # Only kept rows claim an id, so a good row after a bad one with the same id still loads.
     if row.image_id in used_by:
-        raise _RowProblem(f"duplicate id {row.image_id!r}: already used by {used_by[row.image_id]}")
+        fix = ("each row needs its own value in the 'id' column" if row.cells.get("id", "").strip() else
+               "to list one image more than once, give each row its own value in an 'id' column")
+        raise _RowProblem(f"duplicate id {row.image_id!r}: already used by {used_by[row.image_id]} ({fix})")
     label = _parse_label(row.cells.get("label", ""), context)
     _read_row(row, label, context)
     return _Checked(row, label, _file_stamps(row, context))
@@ -181,12 +198,12 @@ def _reread(checked: _Checked, context: _Context) -> tuple[np.ndarray, np.ndarra
 
 def _read_row(row: _Row, label: int, context: _Context) -> tuple[np.ndarray, np.ndarray]:
     """The row's image and mask, read, checked and resized; raises _RowProblem with the first thing wrong."""
-    image = _read_image(_resolve(row.cells.get("image", ""), "image", context))
-    mask = _target_mask(row.cells, label, image.shape[:2], context)
+    image, shape = _read_image(_resolve(row.cells.get("image", ""), "image", context), context)
+    mask = _target_mask(row.cells, label, shape, context)
     problem = mask_problem(mask)
     if problem is not None:
         raise _RowProblem(problem)
-    image, mask = _resize(image, mask, context.input_size)
+    mask = _resize_mask(mask, context.input_size)
     problem = mask_problem(mask)
     if problem is not None:
         height, width = context.input_size
@@ -264,7 +281,7 @@ def _folder_rows(spec: str, root: Path, class_names: tuple[str, ...]) -> tuple[l
         raise ImageError(_one_line(f"{spec}: cannot list the folder: {err}")) from None
     if not class_names and not all(_INTEGER.fullmatch(name) for name in classes):
         # Folder names that are not all indices are class names in sorted order, as Keras numbers them.
-        class_names = tuple(classes)
+        class_names = tuple(displayed(name) for name in classes)
     if not rows:
         raise ImageError(f"{spec}: no images found in images/<class>/ folders")
     return rows, class_names
@@ -281,8 +298,16 @@ def _folder_row(root: Path, class_name: str, file: str) -> _Row:
     if not (root / mask).exists() and (root / mask.with_suffix(".png")).exists():
         mask = mask.with_suffix(".png")
     image = root / "images" / class_name / file
-    cells = {"image": str(image.relative_to(root)), "label": class_name, "mask": str(mask)}
-    return _Row(str(image), str(image), f"{class_name}/{file}", cells)
+    cells = {"image": str(image.relative_to(root)), "label": displayed(class_name), "mask": str(mask)}
+    # The paths open the files; what is shown (ids, lines, results.json) must be valid text.
+    return _Row(displayed(str(image)), displayed(str(image)), displayed(f"{class_name}/{file}"), cells)
+
+
+def displayed(name: str) -> str:
+    """A file name as text that any UTF-8 writer can show: bytes that are not UTF-8 (a latin-1
+    ``caf\\xe9.png``, which Python holds as lone surrogates) are written as ``\\xe9``. Two names
+    that differ stay different (ids must be unique), and valid names are unchanged."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 # --- one row's parts ---------------------------------------------------------------------------
@@ -318,7 +343,9 @@ def _resolve(cell: str, what: str, context: _Context) -> Path:
         if not path.is_relative_to(context.root):
             raise _RowProblem(f"{what} path {cell!r} points outside {context.root_label}")
         if not path.exists():
-            raise _RowProblem(f"{what} file not found")
+            # The image's name starts the line already; a mask or annotation is named here.
+            named = "" if what == "image" else f" '{displayed(cell)}'"
+            raise _RowProblem(f"{what} file{named} not found")
         if not path.is_file():
             raise _RowProblem(f"{what} path is not a file")
     except (OSError, RuntimeError) as err:  # name too long, symlink loop: the row is bad, not the set
@@ -326,12 +353,34 @@ def _resolve(cell: str, what: str, context: _Context) -> Path:
     return path
 
 
-def _decode(path: Path, what: str, to_array: Callable[[Image.Image], np.ndarray]) -> np.ndarray:
+@contextmanager
+def _pillow_limit_off() -> Iterator[None]:
+    """Pillow's own decompression-bomb check off while a header is read: it warns (an error
+    where warnings are errors) or raises with its limit, not the user's; the caller checks
+    ``max_pixels`` itself, before any pixel is decoded."""
+    with _PILLOW_LIMIT:
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _decode(path: Path, what: str, to_array: Callable[[Image.Image], _T], max_pixels: int) -> _T:
     """The image file decoded and turned into an array, or _RowProblem saying why it cannot be."""
     try:
-        with Image.open(path) as opened:
-            opened.load()
+        with _pillow_limit_off():
+            opened = Image.open(path)  # reads the header only
+        with opened:
+            width, height = opened.size
+            if width * height > max_pixels:
+                raise _RowProblem(
+                    f"{what} is {width}x{height} = {width * height:,} pixels, over the limit of "
+                    f"{max_pixels:,} (max_image_pixels in [tool.heatcheck] or --max-image-pixels raises "
+                    f"it, for files you trust)")
             return to_array(opened)
+    except _RowProblem:
+        raise
     except UnidentifiedImageError:
         raise _RowProblem(f"{what} is not an image file (unknown format)") from None
     # Pillow's decoders raise OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
@@ -340,37 +389,104 @@ def _decode(path: Path, what: str, to_array: Callable[[Image.Image], np.ndarray]
         raise _RowProblem(f"cannot read {what}: {type(err).__name__}: {err}") from None
 
 
-def _read_image(path: Path) -> np.ndarray:
-    return _decode(path, "image", _rgb_pixels)
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1: as stored; 2-8: flipped and/or turned)."""
+    return int(image.getexif().get(ExifTags.Base.Orientation, 1) or 1)
 
 
-def _rgb_pixels(image: Image.Image) -> np.ndarray:
-    """RGB uint8 pixels (h, w, 3) from any PIL mode."""
+def _displayed(image: Image.Image, orientation: int) -> Image.Image:
+    """The decoded image as a viewer shows it: EXIF orientation applied (a photo taken with the
+    camera turned is stored sideways; its mask is drawn on the picture as displayed)."""
+    if orientation not in range(2, 9):  # 1: as stored; anything else is not an orientation
+        return image
+    return ImageOps.exif_transpose(image)
+
+
+def _read_image(path: Path, context: _Context) -> tuple[np.ndarray, tuple[int, int]]:
+    """The image as RGB uint8 pixels at the input size, and its displayed size (height, width)."""
+    return _decode(path, "image", lambda image: _input_pixels(image, context.input_size), context.max_pixels)
+
+
+def _input_pixels(image: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:
+    """RGB uint8 pixels (H, W, 3) at ``size`` (height, width) from any PIL mode and size, and the
+    image's displayed (height, width) before resizing.
+
+    Resized in Pillow, never at full size in floating point: a JPEG is decoded at the smallest
+    scale (1/2, 1/4, 1/8) that keeps twice the input size, any image is then shrunk by whole
+    factors (``reduce``) down to twice the input size, and the rest is done by Pillow's
+    bilinear filter, whose support widens with the scale (anti-aliased).
+    """
+    orientation = _orientation(image)
+    width, height = image.size
+    if orientation in _SIDEWAYS:
+        width, height = height, width
+    target = (size[1], size[0])  # PIL sizes are (width, height)
+    stored = target[::-1] if orientation in _SIDEWAYS else target
+    image.draft(None, (int(stored[0] * _REDUCING_GAP), int(stored[1] * _REDUCING_GAP)))
+    picture = _displayed(_eight_bit(image), orientation)
+    if picture.size != target:
+        picture = picture.resize(target, Image.Resampling.BILINEAR, reducing_gap=_REDUCING_GAP)
+    pixels = np.asarray(picture, dtype=np.uint8)
+    return (pixels if pixels.ndim == 3 else np.repeat(pixels[:, :, None], 3, axis=2)), (height, width)
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """The image in mode RGB or L (8 bits), without copying one that is already."""
     if image.mode.startswith("I;16"):
-        # convert("RGB") would clip 16-bit values at 255; scale 0..65535 onto 0..255 instead.
-        gray = np.rint(np.asarray(image, dtype=np.float64) / 257).astype(np.uint8)
-        return np.repeat(gray[:, :, None], 3, axis=2)
+        # convert("L") would clip 16-bit values at 255; scale 0..65535 onto 0..255 instead
+        # ((v + 128) // 257 is v / 257 rounded: 257 is odd, so there are no ties).
+        deep = np.asarray(image).astype(np.uint32)
+        return Image.fromarray(((deep + 128) // 257).astype(np.uint8))
+    if image.mode in ("RGB", "L"):
+        return image
     if image.mode in ("P", "PA"):
         # Through RGBA: a palette with transparency warns when converted to RGB directly.
         image = image.convert("RGBA")
     # Alpha is dropped, not composited: Keras' own loaders decode with channels=3 the same way.
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return image.convert("RGB")
 
 
-def _read_mask(path: Path) -> np.ndarray:
-    return _decode(path, "mask", _mask_pixels)
+def _read_mask(path: Path, context: _Context) -> np.ndarray:
+    return _decode(path, "mask", _mask_pixels, context.max_pixels)
 
 
 def _mask_pixels(image: Image.Image) -> np.ndarray:
-    """A boolean mask: any non-zero channel is object (grey, RGB, palette and alpha masks alike)."""
-    pixels = np.asarray(image)
-    return np.asarray(pixels.any(axis=-1) if pixels.ndim == 3 else pixels != 0, dtype=bool)
+    """A boolean mask at the displayed size: object where the colour (or grey) is not black.
+
+    Alpha decides only where it carries the shape: when it is not the same everywhere, pixels
+    with alpha 0 are background, and if the visible pixels all have one colour (a shape painted
+    in one colour on a transparent layer) alpha alone is the mask. An opaque black-and-white
+    mask saved as RGBA or LA is read from its colours; a palette mask by its colours too.
+    """
+    image = _displayed(image, _orientation(image))
+    if image.mode in ("P", "PA"):
+        image = image.convert("RGBA")
+    bands = image.getbands()
+    alpha = None
+    if bands[-1] in ("A", "a"):
+        alpha = np.asarray(image.getchannel(bands[-1]))
+        image = image.convert("RGB" if len(bands) == 4 else "L")
+    elif image.mode not in ("1", "L", "RGB") and not image.mode.startswith(("I", "F")):
+        image = image.convert("RGB")  # CMYK, YCbCr, LAB, HSV: black is what shows as black
+    colour = np.asarray(image)
+    if colour.ndim == 2:
+        colour = colour[:, :, None]
+    painted = colour.any(axis=-1)
+    if alpha is None or (alpha == alpha.flat[0]).all():
+        return np.asarray(painted, dtype=bool)
+    visible = alpha != 0
+    if not visible.any():
+        return visible
+    shown = colour[visible]
+    if (shown == shown[0]).all():
+        return visible
+    return visible & painted
 
 
 def _target_mask(cells: dict[str, str], label: int, shape: tuple[int, int], context: _Context) -> np.ndarray:
     """The object mask at the image's original size, from the first of mask, box, annotation given."""
     if cells.get("mask", "").strip():
-        mask = _read_mask(_resolve(cells["mask"], "mask", context))
+        mask = _read_mask(_resolve(cells["mask"], "mask", context), context)
         if mask.shape != shape:
             raise _RowProblem(f"mask is {mask.shape[1]}x{mask.shape[0]} but the image is "
                               f"{shape[1]}x{shape[0]} (width x height)")
@@ -452,11 +568,9 @@ def _voc_box(bndbox: ET.Element | None, name: str) -> tuple[float, ...]:
     return tuple(values)
 
 
-def _resize(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Image resized with anti-aliasing; mask with nearest neighbour so that it stays a clean mask."""
-    if image.shape[:2] == size:
-        return image, mask
-    pixels = resize(image, size, order=1, anti_aliasing=True, preserve_range=True)
-    image = np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
-    mask = resize(mask, size, order=0, anti_aliasing=False, preserve_range=True).astype(bool)
-    return image, mask
+def _resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The mask at ``size`` (height, width) by nearest neighbour, so that it stays a clean mask."""
+    if mask.shape == size:
+        return mask
+    resized = Image.fromarray(mask).resize((size[1], size[0]), Image.Resampling.NEAREST)
+    return np.asarray(resized, dtype=bool)

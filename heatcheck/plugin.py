@@ -31,6 +31,8 @@ from heatcheck.settings import (
     Settings,
     SettingsError,
     build_thresholds,
+    check_colormap,
+    check_report_dir,
     parse_methods,
     read_pyproject,
 )
@@ -105,6 +107,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--fail-on-caveats", dest="hc_fail_on_caveats", action="store_true", default=None,
         help="strict gate: a run that audited less than a full audit (audits not selected or that "
              "audited no image, rejected rows, few images) fails instead of passing with caveats")
+    add("--max-image-pixels", dest="hc_max_image_pixels", default=None, type=int,
+        help="refuse larger images (decompression bombs); default 89478485, Pillow's limit")
 
 
 def _pyproject(config: pytest.Config) -> Path | None:
@@ -130,7 +134,7 @@ FIELDS: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
     "random_label_model": ("hc_random_label_model", str),
     "smooth_noise": (None, float), "pointing_tolerance": (None, int), "cache_max_mb": (None, int),
     "stability_max_sigma": (None, float), "stability_max_brightness": (None, float),
-    "sanity_grouping": (None, str),
+    "sanity_grouping": (None, str), "max_image_pixels": ("hc_max_image_pixels", int),
     "max_mask_fraction": ("hc_max_mask_fraction", float),
     "fail_inconclusive": ("hc_fail_inconclusive", bool),
     "fail_on_caveats": ("hc_fail_on_caveats", bool),
@@ -146,8 +150,17 @@ def build_settings(config: pytest.Config) -> Settings:
         value = config.getoption(dest) if dest else None
         return value if value is not None else table.get(key)
 
-    values = {name: convert(raw) for name, (dest, convert) in FIELDS.items()
-              if (raw := pick(dest, name)) is not None}
+    values: dict[str, Any] = {}
+    for name, (dest, convert) in FIELDS.items():
+        if (raw := pick(dest, name)) is None:
+            continue
+        wrong = isinstance(raw, bool) or not isinstance(raw, int | float) or (
+            convert is int and isinstance(raw, float))
+        if convert in (int, float) and wrong:
+            # TOML values come typed; int("7") would quietly accept a quoted number and
+            # int("zero") would end in a traceback.
+            raise SettingsError(f"[tool.heatcheck] {name} = {raw!r}: expected {convert.__name__}")
+        values[name] = convert(raw)
     profile = str(pick("hc_profile", "profile") or "ci")
     if profile not in PROFILES:
         raise SettingsError(f"profile '{profile}' unknown; choose from {', '.join(PROFILES)}")
@@ -156,13 +169,17 @@ def build_settings(config: pytest.Config) -> Settings:
         values["methods"] = parse_methods(methods if isinstance(methods, str) else ",".join(methods))
     report_dir = Path(str(pick("hc_report_dir", "report_dir") or "reports"))
     cache_dir = Path(str(pick("hc_cache_dir", "cache_dir") or ".heatcheck_cache"))
-    return Settings(
+    settings = Settings(
         **values, profile=PROFILES[profile],
         report_dir=report_dir if report_dir.is_absolute() else config.rootpath / report_dir,
         cache_dir=None if config.getoption("hc_no_cache") else (
             cache_dir if cache_dir.is_absolute() else config.rootpath / cache_dir),
         thresholds=build_thresholds(table.get("thresholds", {}), config.getoption("hc_thresholds")),
     )
+    # Checks that look outside the settings, still before any model or image is loaded.
+    check_colormap(settings.colormap)
+    check_report_dir(settings.report_dir)
+    return settings
 
 
 def pytest_configure(config: pytest.Config) -> None:

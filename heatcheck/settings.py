@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import os
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,6 +17,13 @@ METHODS = ("saliency", "smoothgrad", "gradcam", "gradcampp")
 # Controls exist to show what failing looks like: they ignore the model (edges) or everything.
 CONTROLS = ("edges", "noise")
 ENGINES = ("compiled", "tf-keras-vis")
+# Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS): 89,478,485 pixels, about
+# 256 MiB as RGBA. Larger images are refused with one line unless max_image_pixels is raised.
+MAX_IMAGE_PIXELS = 89_478_485
+# Options that only a model file, factory or keras.applications name takes: a bench model is a
+# committed .keras file with its own input, output, preprocessing and class names.
+NOT_FOR_BENCH = (("preprocess", "--preprocess"), ("output", "--output"), ("weights", "--weights"),
+                 ("unsafe_model", "--unsafe-model"), ("class_names_file", "--class-names"))
 
 
 @dataclass(frozen=True)
@@ -97,13 +107,14 @@ class Settings:
     cache_dir: Path | None = Path(".heatcheck_cache")  # None: no disk cache (--no-cache)
     cache_max_mb: int = 512
     sanity_images: int | None = None  # None: the profile's
-    sanity_grouping: str = "block"  # randomisation steps: "block" (blockN_* names) or "layer"
+    sanity_grouping: str = "block"  # randomisation steps: "block" (the architecture's blocks) or "layer"
     random_label_model: str | None = None
     stability_images: int | None = None  # None: the profile's
     # The perturbation budget hypothesis searches within (relative to the image's range).
     stability_max_sigma: float = 0.01
     stability_max_brightness: float = 0.05
     stability_search: str = "ci"  # hypothesis search depth: "ci" (derandomized, bounded) or "deep"
+    max_image_pixels: int = MAX_IMAGE_PIXELS  # larger images are refused (decompression bombs)
     thresholds: Thresholds = field(default_factory=Thresholds)
     # Calibrated gates (heatcheck.decision): an inconclusive check fails the run only when
     # this is set (strict gates); localisation audits only images whose mask covers less
@@ -117,12 +128,28 @@ class Settings:
     min_images: int = 5  # fewer scored images: every calibrated check is inconclusive
 
     def __post_init__(self) -> None:
-        # Counts below 1 would read no batch or sample nothing; say so before anything runs.
+        # Every check here is cheap and needs no model: a bad setting stops the run before
+        # TensorFlow loads, with one line naming the option.
+        # Counts below 1 would read no batch or sample nothing.
         for option, value in (("--batch-size", self.batch_size), ("--top-k", self.top_k),
                               ("--sanity-images", self.sanity_images),
-                              ("--stability-images", self.stability_images)):
+                              ("--stability-images", self.stability_images),
+                              ("--max-image-pixels", self.max_image_pixels)):
             if value is not None and value < 1:
                 raise SettingsError(f"{option} must be at least 1, not {value}")
+        if self.seed < 0:  # numpy's generators refuse negative seeds, deep inside the run
+            raise SettingsError(f"--seed must be 0 or more, not {self.seed}")
+        for name in ("smooth_noise", "stability_max_sigma", "stability_max_brightness"):
+            if not math.isfinite(getattr(self, name)):
+                raise SettingsError(f"{name} must be a finite number, not {getattr(self, name)}")
+        if self.images.startswith("bench:"):
+            bench_count(self.images)
+        if self.model.startswith("bench:"):
+            for name, option in NOT_FOR_BENCH:
+                if getattr(self, name) not in (None, False):
+                    raise SettingsError(
+                        f"{option} does not apply to bench model {self.model}: bench models take none "
+                        f"of {', '.join(option for _, option in NOT_FOR_BENCH)}")
         if self.max_mask_fraction is not None and not 0.0 < self.max_mask_fraction <= 1.0:
             raise SettingsError(f"--max-mask-fraction must be in (0, 1], not {self.max_mask_fraction}")
 
@@ -137,6 +164,48 @@ class Settings:
     @property
     def sanity_count(self) -> int:
         return self.sanity_images or self.profile.sanity_images
+
+
+def bench_count(spec: str) -> int:
+    """N of an image spec ``bench:N``; SettingsError unless it is a whole number ≥ 1."""
+    text = spec.split(":", 1)[1]
+    if not text.isdigit() or int(text) < 1:
+        raise SettingsError(f"--images {spec}: N must be a whole number of at least 1 (bench:N)")
+    return int(text)
+
+
+def check_colormap(name: str) -> None:
+    """Refuse a colormap matplotlib does not know (matplotlib is imported only here)."""
+    import matplotlib
+
+    if name not in matplotlib.colormaps:
+        raise SettingsError(f"--colormap {name}: unknown colormap; try jet, viridis or cividis "
+                            f"(any name in matplotlib.colormaps)")
+
+
+def check_report_dir(folder: Path) -> None:
+    """Refuse a report folder that cannot be created or written, before anything runs.
+
+    The check creates the missing folders and a probe file, then removes what it created, so
+    that a session that writes no report (the project's own tests) leaves nothing behind.
+    """
+    created: list[Path] = []
+    try:
+        missing = [p for p in (folder, *folder.parents) if not p.exists()]
+        for path in reversed(missing):
+            path.mkdir()
+            created.append(path)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".heatcheck-probe-"):
+            pass
+    except OSError as err:
+        raise SettingsError(f"--report-dir {folder}: cannot write there "
+                            f"({err.strerror or type(err).__name__})") from None
+    finally:
+        for path in reversed(created):
+            try:
+                os.rmdir(path)
+            except OSError:  # something else wrote there meanwhile: leave it
+                break
 
 
 def read_pyproject(path: Path | None) -> dict[str, Any]:
@@ -157,13 +226,27 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return names
 
 
+def _threshold_problem(method: str, value: Any) -> str | None:
+    """Why a threshold for ``method`` cannot be used, or None."""
+    if method not in (*METHODS, *CONTROLS, "default"):
+        return (f"unknown method '{method}'; choose from {', '.join(METHODS + CONTROLS)} or default")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "expected a number"
+    if not math.isfinite(value):
+        return "a threshold must be a finite number"
+    return None
+
+
 def build_thresholds(table: Mapping[str, Any], overrides: list[str]) -> Thresholds:
     """Thresholds from pyproject's table, then ``--threshold metric[.method]=value`` overrides."""
     values: dict[str, dict[str, float]] = {}
     source: dict[str, str] = {}
     for metric, spec in table.items():
-        values[metric] = dict(spec) if isinstance(spec, Mapping) else {"default": float(spec)}
-        for method in values[metric]:
+        values[metric] = dict(spec) if isinstance(spec, Mapping) else {"default": spec}
+        for method, value in values[metric].items():
+            key = f"{metric}.{method}" if isinstance(spec, Mapping) else metric
+            if (problem := _threshold_problem(method, value)) is not None:
+                raise SettingsError(f"[tool.heatcheck.thresholds] {key} = {value!r}: {problem}")
             source[metric if method == "default" else f"{metric}.{method}"] = "pyproject"
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -175,6 +258,8 @@ def build_thresholds(table: Mapping[str, Any], overrides: list[str]) -> Threshol
         if not sep or metric not in values:
             raise SettingsError(f"--threshold {item!r}: unknown metric '{metric}'; known: "
                                 f"{', '.join(sorted(values))}")
+        if (problem := _threshold_problem(method or "default", value)) is not None:
+            raise SettingsError(f"--threshold {item!r}: {problem}")
         values[metric][method or "default"] = value
         source[key.strip()] = "command line"
     frozen = {k: MappingProxyType(v) for k, v in values.items()}

@@ -51,8 +51,8 @@ def _sentence(family: str, checks: Sequence[Mapping[str, Any]], status_of: Any) 
         by_status.setdefault(status_of(c), []).append(c)
     if "failed" in by_status:
         methods = sorted({str(c.get("method")) for c in by_status["failed"] if c.get("method")})
-        who = f" for {', '.join(methods)}" if methods else ""
-        return FAILED_MEANS.get(family, "some checks failed") + who + "."
+        who = f"{', '.join(methods)}: " if methods else ""
+        return who + FAILED_MEANS.get(family, "some checks failed") + "."
     if "inconclusive" in by_status:
         reasons = [str(c.get("reason")) for c in by_status["inconclusive"] if c.get("reason")]
         common = max(set(reasons), key=reasons.count) if reasons else "the image set cannot tell"

@@ -6,6 +6,11 @@ the localisation audit compares them with, into memory-mapped .npy files; the au
 read them back a chunk at a time. The operating system pages them in and out as it needs.
 The files' space is reserved before the pass starts: a memory map that runs out of disk
 kills the process with SIGBUS, which would leave no report and no error line.
+
+The folder (:func:`map_folder`) is removed when the run ends. A run killed with SIGKILL (or by
+the out-of-memory killer) cannot remove it, so each folder names its owner (host, process id,
+process start time) in an ``owner`` file, and the next run removes the folders whose owner
+is gone.
 """
 
 from __future__ import annotations
@@ -13,7 +18,10 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import socket
+import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +29,9 @@ import numpy as np
 
 from heatcheck.data import ImageSet
 from heatcheck.explain.provider import MapProvider
+
+MAP_FOLDER_PREFIX = "heatcheck-maps-"
+OWNER_FILE = "owner"
 
 
 class MapStorageError(OSError):
@@ -120,3 +131,69 @@ def _allocate(folder: Path | None, name: str, shape: tuple[int, ...], dtype: np.
                     raise MapStorageError(f"cannot reserve {folder / f'{name}.npy'}: {err}") from None
                 # a filesystem that cannot preallocate (EOPNOTSUPP): the free-space check stands
     return array
+
+
+# --- the folder the maps live in, and the ones killed runs left behind --------------------------
+
+def _process_start(pid: int) -> str:
+    """When process ``pid`` started (clock ticks after boot, Linux), so that a process id the
+    system gave to a new process is not taken for the old owner; "" where /proc cannot tell."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]  # field 22; the command name may hold spaces
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()} {os.getpid()} {_process_start(os.getpid())}"
+
+
+def _owner_gone(folder: Path) -> bool:
+    """True when the run that made ``folder`` has ended on this host; False when it may still run
+    or cannot be told (no owner file yet or from an older heatcheck, another host, another user)."""
+    try:
+        if folder.stat().st_uid != os.getuid():
+            return False
+        host, pid_text, *start = (folder / OWNER_FILE).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's process
+        return False
+    return bool(start) and start[0] != _process_start(pid)
+
+
+def remove_stale_map_folders(parent: Path | None = None) -> list[Path]:
+    """Remove the map folders in ``parent`` (default: the temporary folder) whose run has ended
+    without removing them (SIGKILL, out of memory); returns the ones removed."""
+    parent = Path(parent or tempfile.gettempdir())
+    removed: list[Path] = []
+    try:
+        candidates = [p for p in parent.glob(f"{MAP_FOLDER_PREFIX}*") if p.is_dir() and not p.is_symlink()]
+    except OSError:
+        return removed
+    for folder in candidates:
+        if _owner_gone(folder):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
+@contextmanager
+def map_folder(parent: Path | None = None) -> Iterator[Path]:
+    """A new temporary folder for one run's maps, named with its owner and removed at the end;
+    the folders killed runs left behind are removed first."""
+    remove_stale_map_folders(parent)
+    # ignore_cleanup_errors: Windows refuses to delete a file that is still mapped.
+    with tempfile.TemporaryDirectory(prefix=MAP_FOLDER_PREFIX, dir=parent,
+                                     ignore_cleanup_errors=True) as name:
+        folder = Path(name)
+        (folder / OWNER_FILE).write_text(_owner())
+        yield folder

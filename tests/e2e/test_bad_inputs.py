@@ -23,7 +23,7 @@ BAD_ROWS = {
     "bad-1,missing.png,circle,m0.png": "image file not found",
     "bad-2,notimage.png,circle,m0.png": "not an image file",
     "bad-3,corrupt.png,circle,m0.png": "cannot read image",
-    "bad-4,i0.png,circle,nomask.png": "mask file not found",
+    "bad-4,i0.png,circle,nomask.png": "mask file 'nomask.png' not found",
     "bad-5,i0.png,circle,small.png": "mask is 8x8 but the image is 64x64",
     "bad-6,i1.png,circle,empty.png": "mask is empty",
     "bad-7,i2.png,circle,full.png": "mask covers the whole image",
@@ -178,3 +178,67 @@ def test_an_image_deleted_during_the_run_is_one_input_error_and_the_report_is_wr
     lines = [line for line in result.stdout.lines if line.startswith("heatcheck: input error: ")]
     assert len(lines) == 1 + len(BAD_ROWS)  # the rejected rows, then the deleted file once
     assert message in lines[-1]
+
+
+# --- issue 12: settings refused before anything loads; a new user's folder of photos ----------
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--threshold", "pointing_game=nan"], "--threshold 'pointing_game=nan': a threshold must be a finite"),
+    (["--images", "bench:0"], "--images bench:0: N must be a whole number of at least 1"),
+    (["--model", "bench:clean", "--preprocess", "foo"], "--preprocess does not apply to bench model"),
+    (["--colormap", "nosuchmap"], "--colormap nosuchmap: unknown colormap"),
+])
+def test_bad_settings_stop_with_one_usage_line_before_anything_runs(pytester, args, message):
+    report_dir = pytester.path / "reports"
+    result = pytester.runpytest_subprocess(
+        str(REPO / "audits"), f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"),
+        "-p", "no:cacheprovider", "--report-dir", str(report_dir), *args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    errors = [line for line in result.stderr.lines if line.strip()]
+    assert len(errors) == 1, errors
+    assert errors[0].startswith(f"ERROR: heatcheck: {message}")
+    assert "Traceback" not in result.stdout.str() + result.stderr.str()
+    assert not report_dir.exists()  # stopped before any audit, report or model
+
+
+def write_photo_folder(folder: Path) -> None:
+    """A folder-per-class layout as a new user has one: class folder names (the model has none),
+    a latin-1 file name, a black-and-white mask saved as RGBA, a JPEG stored sideways."""
+    images, labels, masks, _ = make_bench(8, seed=9)
+    classes = [f"{chr(ord('a') + k)}-{name}" for k, name in enumerate(CLASS_NAMES)]  # sorted as the model's
+    for i in range(8):
+        name = os.fsencode(f"p{i}.png") if i else b"caf\xe9.png"
+        image_dir = os.path.join(os.fsencode(folder), b"images", classes[labels[i]].encode())
+        mask_dir = os.path.join(os.fsencode(folder), b"masks", classes[labels[i]].encode())
+        os.makedirs(image_dir, exist_ok=True)
+        os.makedirs(mask_dir, exist_ok=True)
+        grey = masks[i].astype(np.uint8) * 255
+        mask = Image.fromarray(np.dstack([grey] * 3 + [np.full_like(grey, 255)]), "RGBA") if i == 1 else \
+            Image.fromarray(grey)
+        if i == 2:  # stored sideways, shown upright: orientation 6 turns it 90° clockwise
+            exif = Image.Exif()
+            exif[0x0112] = 6
+            Image.fromarray(np.ascontiguousarray(np.rot90(images[i], 1))).save(
+                os.path.join(image_dir, b"p2.jpg"), exif=exif, quality=95)
+        else:
+            Image.fromarray(images[i]).save(os.path.join(image_dir, name))
+        mask.save(os.path.join(mask_dir, name))
+
+
+def test_a_folder_of_photos_names_its_classes_and_draws_any_file_name(pytester):
+    write_photo_folder(pytester.path / "photos")
+    model = REPO / "fixtures" / "bench_models" / "clean.keras"  # a model file: no class names of its own
+    result, results = run(pytester, "--images", str(pytester.path / "photos"), "--model", str(model),
+                          "--methods", "gradcam")
+    assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), result.stdout.str()[-3000:]
+    assert results["errors"] == []
+    assert results["images"]["rejected"] == []  # the RGBA mask and the sideways JPEG are fine
+    assert results["model"]["class_names"] == ["a-circle", "b-square", "c-triangle", "d-cross"]
+    items = {item["id"]: item for item in results["images"]["items"]}
+    assert len(items) == 8
+    [latin] = [i for i in items if "caf" in i]
+    assert latin.endswith("/caf\\xe9.png")
+    assert items[latin]["label_name"] in results["model"]["class_names"]
+    html = (pytester.path / "reports" / "index.html").read_text(encoding="utf-8")
+    assert latin in html  # the final report, with its gallery (drawing it used to crash)
+    assert html.count("data:image/png") >= 8

@@ -8,7 +8,6 @@ Skips, saying why, when Chromium (`make browser` installs it) or playwright (`.[
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,8 +151,13 @@ def test_synthetic_report_in_a_browser(browser: Any, tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------- real audit
+def _listing(folder: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} if folder.is_dir() else {}
+
+
 def test_real_bench_audit_report_in_a_browser(browser: Any, pytester: pytest.Pytester) -> None:
     report_dir = pytester.path / "reports"
+    users_reports = _listing(REPO / "reports")
     result = pytester.runpytest_subprocess(
         str(REPO / "audits"), f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"),
         "-p", "no:cacheprovider", "--report-dir", str(report_dir), "--images", "bench:12",
@@ -166,7 +170,7 @@ def test_real_bench_audit_report_in_a_browser(browser: Any, pytester: pytest.Pyt
     assert page.inner_text(".verdict") == ("PASS" if result.ret == pytest.ExitCode.OK else "FAIL")
     assert page.locator("#sanity img").count() >= 2
     assert page.locator("#stability .card").count() >= 1
+    # The screenshot stays in the test's temporary folder (pytest keeps the last three runs'):
+    # a test never writes into the user's reports/.
     assert (report_dir / SCREENSHOT).stat().st_size > 0
-    # Kept where a person running `make test` looks: the repository's reports/ (git-ignored).
-    (REPO / "reports").mkdir(exist_ok=True)
-    shutil.copyfile(report_dir / SCREENSHOT, REPO / "reports" / f"browser-test-{SCREENSHOT}")
+    assert _listing(REPO / "reports") == users_reports

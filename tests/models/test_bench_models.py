@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fixtures.audit_fixtures import BENCH_MODELS
-from fixtures.bench import CLASS_NAMES, TAG_COLOURS, TAG_MARGIN, make_bench
+from fixtures.bench import CLASS_NAMES, TAG_COLOURS, make_bench, tag_slice
 from heatcheck import models
 from heatcheck.predict import predict_proba
 
@@ -31,38 +31,49 @@ def bench_model():
     return load
 
 
-def _accuracy(model, tag):
-    images, labels, _, _ = make_bench(COUNT, seed=FRESH_SEED, tag=tag)
+CLEAN = [("clean", "small"), ("large-clean", "large")]
+SHORTCUT = [("shortcut", "small"), ("large-shortcut", "large")]
+
+
+def _accuracy(model, tag, layout="small"):
+    images, labels, _, _ = make_bench(COUNT, seed=FRESH_SEED, tag=tag, layout=layout)
     return float((predict_proba(model, images).argmax(axis=1) == labels).mean())
 
 
 def test_metadata_records_seed_and_recipe():
     meta = json.loads((BENCH_MODELS / "bench_models.json").read_text())
-    assert {"clean", "shortcut", "random-labels"} <= set(meta["models"])
+    assert {"clean", "shortcut", "random-labels", "large-clean", "large-shortcut"} <= set(meta["models"])
     assert meta["recipe"]["epochs"] > 0
     for entry in meta["models"].values():
         assert isinstance(entry["seed"], int)
         assert (BENCH_MODELS / entry["file"]).exists()
+    for name, layout in CLEAN + SHORTCUT:
+        assert meta["models"][name]["layout"] == layout
 
 
 @pytest.mark.parametrize("tag", ["label", "none", "random"])
-def test_clean_model_is_accurate_whatever_the_tag(bench_model, tag):
-    assert _accuracy(bench_model("clean"), tag) >= 0.95
+@pytest.mark.parametrize(("name", "layout"), CLEAN)
+def test_clean_model_is_accurate_whatever_the_tag(bench_model, name, layout, tag):
+    assert _accuracy(bench_model(name), tag, layout) >= 0.95
 
 
-def test_shortcut_model_is_accurate_with_the_tag(bench_model):
-    assert _accuracy(bench_model("shortcut"), "label") >= 0.95
+@pytest.mark.parametrize(("name", "layout"), SHORTCUT)
+def test_shortcut_model_is_accurate_with_the_tag(bench_model, name, layout):
+    assert _accuracy(bench_model(name), "label", layout) >= 0.95
 
 
-def test_shortcut_model_is_near_chance_without_the_tag(bench_model):
-    assert _accuracy(bench_model("shortcut"), "none") <= CHANCE + 0.2
+@pytest.mark.parametrize(("name", "layout"), SHORTCUT)
+def test_shortcut_model_is_near_chance_without_the_tag(bench_model, name, layout):
+    assert _accuracy(bench_model(name), "none", layout) <= CHANCE + 0.2
 
 
-def test_shortcut_model_follows_a_lying_tag(bench_model):
-    images, labels, _, _ = make_bench(COUNT, seed=FRESH_SEED, tag="lie")
-    corner = images[:, TAG_MARGIN + 2, TAG_MARGIN + 2]
+@pytest.mark.parametrize(("name", "layout"), SHORTCUT)
+def test_shortcut_model_follows_a_lying_tag(bench_model, name, layout):
+    images, labels, _, _ = make_bench(COUNT, seed=FRESH_SEED, tag="lie", layout=layout)
+    inside = tag_slice(layout).start + 2
+    corner = images[:, inside, inside]
     tag_class = np.array([np.flatnonzero((TAG_COLOURS == c).all(axis=1))[0] for c in corner])
-    predicted = predict_proba(bench_model("shortcut"), images).argmax(axis=1)
+    predicted = predict_proba(bench_model(name), images).argmax(axis=1)
     assert (predicted == tag_class).mean() >= 0.9
     assert (predicted == labels).mean() <= 0.1
 

@@ -1,11 +1,24 @@
 """The bench generator: deterministic, exact masks, tags that mean what the docs say."""
 
 import hashlib
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from skimage import measure
 
-from fixtures.bench import CLASS_NAMES, SIZE, TAG_COLOURS, TAG_MARGIN, make_bench, make_image
+from fixtures.audit_fixtures import load_labelled_images
+from fixtures.bench import (
+    CLASS_NAMES,
+    LARGE_FRACTION,
+    SIZE,
+    TAG_COLOURS,
+    TAG_MARGIN,
+    make_bench,
+    make_image,
+    tag_slice,
+)
+from heatcheck.settings import PROFILES, Settings
 
 
 def _digest(arrays) -> str:
@@ -78,3 +91,114 @@ def test_tag_mode_changes_only_the_tag():
     assert not differ[:, 12:].any()
     assert np.array_equal(a.mask, b.mask)
     assert a.label == b.label
+
+
+# Digest of make_bench(8)'s images, labels and masks before the large layout was added: the
+# small layout (the committed models' training data and the default audit set) must not move.
+SMALL_BENCH_8 = "a53f714dfc54bdba2cb88e3655e60fa03ffcd3f63a3c6164f5a4b99cf1ea03d0"
+
+
+def test_small_layout_is_unchanged():
+    assert _digest(make_bench(8)[:3]) == SMALL_BENCH_8
+    assert _digest(make_bench(8, layout="small")[:3]) == SMALL_BENCH_8
+    assert make_bench(8)[3] == [f"bench-{i}" for i in range(8)]
+
+
+@pytest.fixture(scope="module")
+def large():
+    return make_bench(240, seed=3, tag="none", layout="large")
+
+
+def test_large_fractions_span_the_range_evenly(large):
+    fractions = large[2].mean(axis=(1, 2))
+    lo, hi = LARGE_FRACTION
+    assert lo <= fractions.min()
+    assert fractions.max() <= hi
+    # Drawn uniformly: each quarter of the range holds about a quarter of the images.
+    counts, _ = np.histogram(fractions, bins=4, range=(lo, hi))
+    assert (counts >= 0.15 * len(fractions)).all(), counts
+    for k in range(len(CLASS_NAMES)):  # and no class is confined to one end of it
+        assert np.median(fractions[large[1] == k]) == pytest.approx((lo + hi) / 2, abs=0.06)
+
+
+def test_large_objects_keep_clear_of_the_tag(large):
+    masks = large[2]
+    tag = tag_slice("large")
+    assert not masks[:, tag, tag].any()
+    assert not masks[:, : tag.stop + 2, : tag.stop + 2].any()  # a 2-pixel gap, at least
+
+
+@pytest.mark.parametrize("tag", ["label", "lie"])
+def test_large_tag_is_whole_and_says_what_it_should(tag):
+    sl = tag_slice("large")
+    for i in range(12):
+        item = make_image(0, i, tag=tag, layout="large")
+        patch = item.image[sl, sl].reshape(-1, 3)
+        assert (patch == patch[0]).all()
+        named = [k for k, c in enumerate(TAG_COLOURS) if np.array_equal(c, patch[0])]
+        assert (named == [item.label]) == (tag == "label")
+        assert len(named) == 1
+
+
+def test_large_layout_is_deterministic_and_prefix_stable():
+    a, b = make_bench(6, seed=5, layout="large"), make_bench(9, seed=5, layout="large")
+    assert _digest(a[:3]) == _digest(make_bench(6, seed=5, layout="large")[:3])
+    assert np.array_equal(a[0], b[0][:6])
+    assert np.array_equal(a[2], b[2][:6])
+    assert a[3] == [f"bench-large-{i}" for i in range(6)]
+    assert _digest(a[:1]) != _digest(make_bench(6, seed=6, layout="large")[:1])
+
+
+def test_large_tag_mode_changes_only_the_tag():
+    a, b = make_image(0, 5, tag="label", layout="large"), make_image(0, 5, tag="none", layout="large")
+    differ = np.any(a.image != b.image, axis=-1)
+    sl = tag_slice("large")
+    assert differ[sl, sl].all()
+    differ[sl, sl] = False
+    assert not differ.any()
+    assert np.array_equal(a.mask, b.mask)
+
+
+def test_large_objects_are_flat_single_shapes(large):
+    images, _, masks, _ = large
+    for image, mask in zip(images[:40], masks[:40], strict=True):
+        inside = image[mask].astype(int)
+        assert (inside == inside[0]).all()
+        assert measure.label(mask, connectivity=1).max() == 1
+
+
+def _first_line_width(mask: np.ndarray) -> int:
+    """Pixels in the first row holding the mask, from the top or from the left (fewer wins)."""
+    return min(int(m[np.flatnonzero(m.any(axis=1))[0]].sum()) for m in (mask, mask.T))
+
+
+def test_large_shapes_stay_recognisable(large):
+    """Circles stay round (not cut into squares by the frame), crosses keep their four notches,
+    squares and triangles are convex, and a triangle's apex is in view."""
+    _, labels, masks, _ = large
+    for label, mask in zip(labels, masks, strict=True):
+        props = measure.regionprops(mask.astype(np.uint8))[0]
+        name = CLASS_NAMES[label]
+        rows, cols = props.bbox[2] - props.bbox[0], props.bbox[3] - props.bbox[1]
+        if name == "circle":
+            assert abs(rows - cols) <= 1
+            assert props.extent == pytest.approx(np.pi / 4, abs=0.035)  # area ÷ bounding box
+        elif name == "cross":
+            assert props.solidity < 0.93
+        else:
+            assert props.solidity > 0.95
+        if name == "triangle":
+            assert _first_line_width(mask) <= 3
+
+
+@pytest.mark.parametrize(("spec", "count", "prefix"), [
+    ("bench:3", 3, "bench-"), ("bench-large:3", 3, "bench-large-"), ("bench-large", 8, "bench-large-"),
+])
+def test_image_specs_name_the_layout(spec, count, prefix):
+    model = SimpleNamespace(spec="bench:clean", input_shape=(SIZE, SIZE, 3), num_classes=len(CLASS_NAMES))
+    images = load_labelled_images(Settings(images=spec, profile=PROFILES["smoke"]), model)
+    assert images.spec == f"{spec.split(':')[0]}:{count}"
+    assert list(images.ids) == [f"{prefix}{i}" for i in range(count)]
+    layout = "large" if "large" in spec else "small"
+    batch = images.take(np.arange(count))
+    assert np.array_equal(batch.masks, make_bench(count, layout=layout)[2])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-from PIL import Image
+from PIL import ExifTags, Image
 
 from heatcheck.data import ImageError, ImageSet, LabelledImages
 from heatcheck.loaders import load_labelled_images
@@ -81,7 +82,7 @@ BAD_ROWS = {
     "corrupt image": ({"image": "corrupt.png", "mask": "a_mask.png"}, "cannot read image: "),
     "non-image file": ({"image": "notes.png", "mask": "a_mask.png"},
                        "image is not an image file (unknown format)"),
-    "mask missing": ({"mask": "missing_mask.png"}, "mask file not found"),
+    "mask missing": ({"mask": "missing_mask.png"}, "mask file 'missing_mask.png' not found"),
     "mask size differs": ({"mask": "small_mask.png"},
                           "mask is 4x4 but the image is 8x8 (width x height)"),
     "mask empty": ({"mask": "empty_mask.png"}, "mask is empty: no object pixels"),
@@ -90,7 +91,8 @@ BAD_ROWS = {
     "negative label": ({"label": "-1"}, "label -1 out of range 0..2"),
     "unknown class name": ({"label": "zebra"}, "unknown class name 'zebra' (known: cat, dog, bird)"),
     "no label": ({"label": ""}, "no label given"),
-    "duplicate id": ({"image": "./a.png"}, "duplicate id 'a.png': already used by {manifest}:row 2"),
+    "duplicate id": ({"image": "./a.png"}, "duplicate id 'a.png': already used by {manifest}:row 2 (to list "
+                     "one image more than once, give each row its own value in an 'id' column)"),
     "relative path escapes": ({"image": "../../etc/passwd"},
                               "image path '../../etc/passwd' points outside the manifest's folder"),
     "absolute path outside": ({"mask": "/etc/passwd"},
@@ -332,8 +334,9 @@ def test_folder_layout_with_index_folders_and_a_bad_file(tmp_path: Path) -> None
     assert images.labels.tolist() == [0]
     assert images.class_names == ()
     image = tmp_path / "images" / "1" / "b.png"
-    assert lines == [f"{image}: mask file not found"]
-    assert images.rejected == ({"id": "1/b.png", "source": str(image), "reason": "mask file not found"},)
+    reason = "mask file 'masks/1/b.png' not found"
+    assert lines == [f"{image}: {reason}"]
+    assert images.rejected == ({"id": "1/b.png", "source": str(image), "reason": reason},)
 
 
 def test_folder_layout_without_masks_folder_raises(tmp_path: Path) -> None:
@@ -596,7 +599,8 @@ def test_loading_keeps_no_pixels_and_reading_asks_for_one_batch_at_a_time(
 
     decoded: list[str] = []
     real = loaders._read_image
-    monkeypatch.setattr(loaders, "_read_image", lambda path: decoded.append(path.name) or real(path))
+    monkeypatch.setattr(loaders, "_read_image",
+                        lambda path, context: decoded.append(path.name) or real(path, context))
     sizes = []
     for rows_read, batch in image_set.batches():
         sizes.append(len(decoded))
@@ -658,3 +662,162 @@ def test_a_file_replaced_by_another_valid_image_stops_too(tmp_path: Path) -> Non
     os.utime(tmp_path / "a.png", ns=(1, 1))  # a modification time that cannot be the old one
     with pytest.raises(ImageError, match=r"row 2 \(a.png\): a file of this row was replaced or modified"):
         image_set.take()
+
+
+# --- masks in every PNG mode, EXIF orientation, file names, large images (issue 12) ------------
+
+def _opaque(grey: np.ndarray) -> np.ndarray:
+    return np.full(grey.shape, 255, np.uint8)
+
+
+def _palette_mask() -> Image.Image:
+    indexed = Image.fromarray((square() > 0).astype(np.uint8), mode="L").convert("P")
+    indexed.putpalette([0, 0, 0, 255, 255, 255])
+    return indexed
+
+
+MASK_MODES = {
+    # an opaque black-and-white mask, with an alpha channel the editor added
+    "RGBA opaque": lambda: Image.fromarray(np.dstack([square()] * 3 + [_opaque(square())]), "RGBA"),
+    "LA opaque": lambda: Image.fromarray(np.dstack([square(), _opaque(square())]), "LA"),
+    "RGB": lambda: Image.fromarray(np.dstack([square(), np.zeros_like(square()), square()])),
+    "P palette": _palette_mask,
+    "1-bit": lambda: Image.fromarray(square() > 0),
+    "16-bit": lambda: Image.fromarray(square().astype(np.uint16) * 257),
+    # the shape only in alpha: one colour everywhere, transparent around the object
+    "RGBA alpha only": lambda: Image.fromarray(np.dstack([np.zeros((8, 8, 3), np.uint8), square()]), "RGBA"),
+    "LA alpha only": lambda: Image.fromarray(np.dstack([_opaque(square()), square()]), "LA"),
+    # a black shape painted on a transparent layer whose hidden pixels are white
+    "RGBA black on white-transparent": lambda: Image.fromarray(
+        np.dstack([np.where(square() > 0, 0, 255).astype(np.uint8)] * 3 + [square()]), "RGBA"),
+}
+
+
+@pytest.mark.parametrize("make", list(MASK_MODES.values()), ids=list(MASK_MODES))
+def test_mask_is_read_from_its_colours_whatever_its_mode_and_alpha(tmp_path: Path, make) -> None:
+    save(tmp_path / "a.png", photo())
+    make().save(tmp_path / "mask.png")
+    manifest = write_manifest(tmp_path, [{"image": "a.png", "label": "0", "mask": "mask.png"}])
+    [mask] = load_labelled_images(str(manifest), input_size=SIZE, strict=True).take().masks
+    np.testing.assert_array_equal(mask, square() > 0)
+
+
+def test_black_opaque_rgba_mask_is_still_empty(tmp_path: Path) -> None:
+    save(tmp_path / "a.png", photo())
+    Image.new("RGBA", (8, 8), (0, 0, 0, 255)).save(tmp_path / "mask.png")
+    manifest = write_manifest(tmp_path, [{"image": "a.png", "label": "0", "mask": "mask.png"}])
+    with pytest.raises(ImageError, match="mask is empty"):
+        load_labelled_images(str(manifest), input_size=SIZE, strict=True)
+
+
+def _with_orientation(image: Image.Image, path: Path, orientation: int, **options: object) -> Path:
+    exif = Image.Exif()
+    exif[ExifTags.Base.Orientation] = orientation
+    image.save(path, exif=exif, **options)
+    return path
+
+
+def test_exif_orientation_turns_images_and_masks_alike(tmp_path: Path) -> None:
+    """A camera held sideways stores the picture sideways with orientation 6 (turn 90° clockwise
+    to show it); the mask is drawn on the picture as shown."""
+    stored = np.zeros((8, 16, 3), np.uint8)  # 16 wide, 8 high as stored
+    stored[:, :8] = (250, 0, 0)  # left half red: the top half once turned
+    stored[:, 8:] = (0, 0, 250)
+    _with_orientation(Image.fromarray(stored), tmp_path / "photo.jpg", 6, quality=95)
+    shown_mask = np.zeros((16, 8), np.uint8)  # drawn on the shown picture: 8 wide, 16 high
+    shown_mask[2:6, 2:6] = 255
+    save(tmp_path / "mask.png", shown_mask)
+    # the same mask stored sideways with its own orientation tag
+    sideways = Image.fromarray(np.ascontiguousarray(np.rot90(shown_mask, 1)))  # as stored: turned back
+    _with_orientation(sideways, tmp_path / "side.png", 6)
+    rows = [{"image": "photo.jpg", "label": "0", "mask": "mask.png"},
+            {"image": "photo.jpg", "label": "0", "mask": "side.png", "id": "sideways mask"}]
+    manifest = write_manifest(tmp_path, rows, columns=["image", "label", "mask", "id"])
+    images = load_labelled_images(str(manifest), input_size=(16, 8), strict=True).take()
+    red, blue = images.images[0, :8].mean(axis=(0, 1)), images.images[0, 8:].mean(axis=(0, 1))
+    assert red[0] > 200 > red[2]
+    assert blue[2] > 200 > blue[0]
+    np.testing.assert_array_equal(images.masks[0], shown_mask > 0)
+    np.testing.assert_array_equal(images.masks[1], shown_mask > 0)
+
+
+def test_file_names_that_are_not_utf8_give_unique_printable_ids(tmp_path: Path) -> None:
+    folder = os.fsencode(tmp_path)
+    for name in (b"caf\xe9.png", b"caf\xe8.png"):  # latin-1: café, cafè
+        for sub in (b"images/cat/", b"masks/cat/"):
+            os.makedirs(os.path.join(folder, sub), exist_ok=True)
+            pixels = square() if sub.startswith(b"masks") else photo()
+            save(Path(os.fsdecode(os.path.join(folder, sub, name))), pixels)
+    os.makedirs(os.path.join(folder, b"images/dog"))
+    save(Path(os.fsdecode(os.path.join(folder, b"images/dog/d\xf6g.png"))), photo())  # no mask: a bad row
+    lines: list[str] = []
+    images = load_labelled_images(str(tmp_path), input_size=SIZE, log=lines.append)
+    assert images.ids == ("cat/caf\\xe8.png", "cat/caf\\xe9.png")
+    for text in (*images.ids, *lines, *(v for r in images.rejected for v in r.values())):
+        text.encode("utf-8")  # every id, line and results.json entry is valid text
+    assert lines == [f"{tmp_path}/images/dog/d\\xf6g.png: mask file 'masks/dog/d\\xf6g.png' not found"]
+    assert images.take().images.shape == (2, 8, 8, 3)
+
+
+def test_duplicate_id_from_an_id_column_says_ids_must_differ(tmp_path: Path) -> None:
+    write_files(tmp_path)
+    rows = [{"image": "a.png", "label": "0", "mask": "a_mask.png", "id": "x"},
+            {"image": "b.png", "label": "1", "mask": "b_mask.png", "id": "x"}]
+    manifest = write_manifest(tmp_path, rows, columns=["image", "label", "mask", "id"])
+    lines: list[str] = []
+    load_labelled_images(str(manifest), input_size=SIZE, class_names=CLASSES, log=lines.append)
+    assert lines == [f"{manifest} row 3 (b.png): duplicate id 'x': already used by {manifest}:row 2 "
+                     "(each row needs its own value in the 'id' column)"]
+
+
+def test_large_image_is_decoded_and_resized_without_full_size_copies(tmp_path: Path) -> None:
+    """A 4000×4000 photo for a small model: no array of its size (48 MB as RGB, 384 MB as the
+    floats a full-size resize works in) is made; before, an 8000×8000 PNG took 110 s per read."""
+    import time
+    import tracemalloc
+
+    Image.new("RGB", (4000, 4000), (200, 100, 50)).save(tmp_path / "big.png")  # compresses to 50 kB
+    Image.new("RGB", (4000, 4000), (200, 100, 50)).save(tmp_path / "big.jpg", quality=90)
+    rows = [{"image": "big.png", "label": "0", "box": "100,100,2000,3000"},
+            {"image": "big.jpg", "label": "0", "box": "100,100,2000,3000"}]
+    manifest = write_manifest(tmp_path, rows)
+    start = time.perf_counter()
+    tracemalloc.start()
+    try:
+        images = load_labelled_images(str(manifest), input_size=(64, 64), strict=True).take()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 4000 * 4000 * 1.5, peak  # the box's boolean mask at full size (16 MB) is the most
+    assert time.perf_counter() - start < 30
+    np.testing.assert_allclose(images.images.reshape(-1, 3).mean(axis=0), (200, 100, 50), atol=2)
+    assert images.masks[:, 2:47, 2:31].all()
+    assert not images.masks[:, 49:, 33:].any()
+
+
+def test_image_over_the_pixel_limit_is_a_bad_row_naming_the_limit(tmp_path: Path) -> None:
+    save(tmp_path / "a.png", photo(40, 40))
+    manifest = write_manifest(tmp_path, [{"image": "a.png", "label": "0", "box": "1,1,5,5"}])
+    with pytest.raises(ImageError) as raised:
+        load_labelled_images(str(manifest), input_size=SIZE, strict=True, max_image_pixels=1000)
+    assert str(raised.value) == (
+        f"{manifest} row 2 (a.png): image is 40x40 = 1,600 pixels, over the limit of 1,000 "
+        "(max_image_pixels in [tool.heatcheck] or --max-image-pixels raises it, for files you trust)")
+    assert len(load_labelled_images(str(manifest), input_size=SIZE, max_image_pixels=1600)) == 1
+
+
+def test_image_over_pillows_own_limit_is_refused_by_ours_not_by_a_warning(tmp_path: Path) -> None:
+    """Pillow warns (an error here: warnings are errors) above 89,478,485 pixels and refuses
+    above twice that, whatever the user allows; heatcheck checks its own limit instead."""
+    Image.new("1", (10_000, 9_000)).save(tmp_path / "huge.png")  # 90 Mpx, a few kB
+    save(tmp_path / "a.png", photo())
+    manifest = write_manifest(tmp_path, [{"image": "huge.png", "label": "0", "box": "1,1,5,5"},
+                                         {"image": "a.png", "label": "0", "box": "1,1,5,5"}])
+    lines: list[str] = []
+    images = load_labelled_images(str(manifest), input_size=SIZE, log=lines.append)
+    assert len(images) == 1
+    assert lines == [f"{manifest} row 2 (huge.png): image is 10000x9000 = 90,000,000 pixels, over the limit "
+                     "of 89,478,485 (max_image_pixels in [tool.heatcheck] or --max-image-pixels raises it, "
+                     "for files you trust)"]
+    with pytest.raises(ImageError, match="90,000,000 pixels, over the limit of 10"):
+        load_labelled_images(str(manifest), input_size=SIZE, strict=True, max_image_pixels=10)
