@@ -141,22 +141,21 @@ def _same(a: Partial, b: Partial) -> None:
         raise MergeError(f"shards come from different heatcheck versions: {a.name} {a.heatcheck} "
                          f"(commit {a.git_commit[:12]}) vs {b.name} {b.heatcheck} "
                          f"(commit {b.git_commit[:12]})")
+    if not b.idle:  # a shard left with no test loaded no model and no image: its settings tell
+        ma, mb = a.results.get("model", {}), b.results.get("model", {})
+        if (ma.get("spec"), ma.get("sha256")) != (mb.get("spec"), mb.get("sha256")):
+            raise MergeError(f"shards audit different models: {a.name} {_model(ma)} vs {b.name} {_model(mb)}")
+        ia, ib = a.results.get("images", {}), b.results.get("images", {})
+        if (ia.get("spec"), ia.get("count"), a.images_fingerprint) != (ib.get("spec"), ib.get("count"),
+                                                                       b.images_fingerprint):
+            raise MergeError(f"shards audit different image sets: {a.name} {ia.get('spec')} "
+                             f"({ia.get('count')} images) vs {b.name} {ib.get('spec')} "
+                             f"({ib.get('count')} images)")
     _same_settings(a, b)
     if [i.nodeid for i in a.items] != [i.nodeid for i in b.items]:
         only = sorted({i.nodeid for i in a.items} ^ {i.nodeid for i in b.items}) or ["(the same tests, "
                                                                                      "in another order)"]
         raise MergeError(f"shards ran different audits: {a.name} and {b.name} differ in {only[0]}")
-    if b.idle:  # a shard left with no test loaded no model and no image
-        return
-    ma, mb = a.results.get("model", {}), b.results.get("model", {})
-    if (ma.get("spec"), ma.get("sha256")) != (mb.get("spec"), mb.get("sha256")):
-        raise MergeError(f"shards audit different models: {a.name} {_model(ma)} vs {b.name} {_model(mb)}")
-    ia, ib = a.results.get("images", {}), b.results.get("images", {})
-    if (ia.get("spec"), ia.get("count"), a.images_fingerprint) != (ib.get("spec"), ib.get("count"),
-                                                                   b.images_fingerprint):
-        raise MergeError(f"shards audit different image sets: {a.name} {ia.get('spec')} "
-                         f"({ia.get('count')} images) vs {b.name} {ib.get('spec')} "
-                         f"({ib.get('count')} images)")
 
 
 def _same_settings(a: Partial, b: Partial) -> None:
