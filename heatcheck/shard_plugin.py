@@ -175,6 +175,10 @@ class ShardSession:
         self.solo = False
         self.written: Path | None = None
 
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        return [f"heatcheck shard {self.shard}: the whole-set audits compute this shard's block of the "
+                f"images; python -m heatcheck merge decides them"]
+
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
         from heatcheck.plugin import AUDIT_INFO_KEY, AUDIT_ITEMS_KEY
