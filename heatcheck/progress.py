@@ -84,12 +84,12 @@ def summed(states: Iterable[State]) -> State | None:
 class TerminalSink:
     """Prints states: rewritten in place on a terminal, a line every ``every_s`` in a log.
 
-    ``write_line(text)`` prints a line; ``rewrite(text)`` replaces the current one (None where
-    the output is not a terminal). Nothing is printed before ``every_s`` has passed, so a short
-    pass stays silent.
+    ``write_line(text)`` prints a line; ``rewrite(text, last)`` replaces the current one (None
+    where the output is not a terminal; ``last``: the pass is over, end the line). Nothing is
+    printed before ``every_s`` (at most 1 s on a terminal) has passed: a short pass stays silent.
     """
 
-    def __init__(self, write_line: Callable[[str], None], rewrite: Callable[[str], None] | None,
+    def __init__(self, write_line: Callable[[str], None], rewrite: Callable[[str, bool], None] | None,
                  every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.write_line, self.rewrite, self.every_s, self.clock = write_line, rewrite, every_s, clock
         self.start = self.last = clock()
@@ -102,10 +102,10 @@ class TerminalSink:
         self.closed = state.finished
         if self.rewrite is not None:
             if state.finished and self.shown:
-                self.rewrite(state.line())
+                self.rewrite(state.line(), True)
             elif not state.finished and now - self.start >= min(self.every_s, 1.0) \
                     and now - self.last >= TTY_EVERY_S:
-                self.rewrite(state.line())
+                self.rewrite(state.line(), False)
                 self.shown, self.last = True, now
             return
         if not state.finished and now - self.last >= self.every_s:

@@ -131,22 +131,30 @@ def terminal_sink(config: pytest.Config, every_s: float) -> Any:
     capture = config.pluginmanager.get_plugin("capturemanager")
     if terminal is None:
         return lambda state: None
-    started = [False]
+    resume: list[Any] = []  # the test file whose line of results the pass interrupted
 
     def uncaptured(write: Any) -> Any:
-        def run(text: str) -> None:
+        def run(*args: Any) -> None:
             if capture is None:
-                write(text)
+                write(*args)
                 return
             with capture.global_and_fixture_disabled():
-                write(text)
+                write(*args)
         return run
 
-    def rewrite(text: str) -> None:
-        if not started[0]:
-            terminal.ensure_newline()  # pytest starts a fresh line for the next test's result
-            started[0] = True
+    def rewrite(text: str, last: bool) -> None:
+        if not resume:  # start on a line of its own
+            resume.append(terminal.currentfspath)
+            if terminal.showfspath:
+                terminal.ensure_newline()
+            else:
+                terminal.write("\n")
         terminal.rewrite(text, erase=True)
+        if last:  # end it, and give the interrupted test file its line back
+            terminal.write("\n")
+            if isinstance(resume[0], Path) and terminal.showfspath:
+                terminal.write(f"{os.path.relpath(resume[0], config.invocation_params.dir)} ")
+                terminal.currentfspath = resume[0]
 
     return TerminalSink(uncaptured(terminal.write_line), uncaptured(rewrite) if terminal.isatty() else None,
                         every_s)

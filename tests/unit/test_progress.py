@@ -58,7 +58,8 @@ def test_a_log_gets_a_line_every_n_seconds_and_a_short_pass_none() -> None:
 
 def test_a_terminal_gets_one_line_rewritten_in_place() -> None:
     clock, lines, rewritten = Clock(), [], []
-    sink = TerminalSink(lines.append, rewritten.append, every_s=10.0, clock=clock)
+    sink = TerminalSink(lines.append, lambda text, last: rewritten.append((text, last)), every_s=10.0,
+                        clock=clock)
     for t in (0.5, 1.2, 1.4, 2.0):
         clock.now = t
         sink(State("maps", int(t * 10), 100, 1.0, None))
@@ -66,7 +67,8 @@ def test_a_terminal_gets_one_line_rewritten_in_place() -> None:
     sink(State("maps", 100, 100, 1.0, 0.0, finished=True))  # a watcher repeats the last: printed once
     assert lines == []
     assert len(rewritten) == 3
-    assert rewritten[-1].startswith("heatcheck: maps 100/100")
+    assert rewritten[-1][0].startswith("heatcheck: maps 100/100")
+    assert [last for _, last in rewritten] == [False, False, True]  # only the last ends the line
 
 
 def test_a_workers_state_goes_through_a_file(tmp_path: Path) -> None:
