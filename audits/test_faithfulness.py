@@ -1,42 +1,54 @@
-"""Faithfulness: does deleting what a map calls important take the model's decision away?
+"""Faithfulness: does removing what a map calls important take the model's decision away, and
+does restoring it first bring the decision back?
 
-Deletion (Petsiuk et al. 2018): pixels are replaced by a blurred copy of the image in the
-map's order, most important first, and the labelled class's probability is followed; the
-area under that curve is compared with deleting in a seeded random order. Faithfulness is
-about the model, not the object: the shortcut model's maps on its tag are faithful, which
-is why this audit and localisation together tell a Clever Hans model apart.
+Deletion and insertion as RISE defines them (Petsiuk et al. 2018): pixels are replaced by a
+baseline (a blurred copy of the image by default) in the map's order, most important first,
+over the whole range, and the labelled class's probability is followed; insertion restores
+them into the baseline in the same order. Each image's area under the curve is compared with
+seeded random orders of the same image, paired per image (heatcheck.faithfulness).
+Faithfulness is about the model, not the object: the shortcut model's maps on its tag are
+faithful, which is why this audit and localisation together tell a Clever Hans model apart.
 """
 
 import pytest
 
 from fixtures.audit_fixtures import input_errors, require
-from heatcheck.faithfulness import FRACTIONS, set_deletion_curves
+from heatcheck.faithfulness import (
+    KINDS,
+    RANDOM,
+    RANDOM_ORDERS,
+    gate_faithfulness,
+    set_causal_curves,
+)
 from heatcheck.metrics.base import finite_mean
-from heatcheck.metrics.faithfulness import deletion_auc
+from heatcheck.perturbations import draw_seed
 
 pytestmark = pytest.mark.heatcheck_audit
 
 
-RANDOM = "random order"  # the baseline: deleting pixels in a seeded random order (ties at random)
-
-
 @pytest.fixture(scope="session")
-def deletion_run(audit_model, audit_images, audit_maps, settings, result_store):
-    """Deletion curves of every method's maps and of the random order, in one pass over the images."""
-    wanted = {RANDOM: None, **audit_maps.maps}
+def causal_run(audit_model, audit_images, audit_maps, settings, result_store):
+    """Deletion and insertion curves of every method's maps and of the random orders, in one
+    pass over the images. (Steps and baseline: the settings', when they carry them.)"""
+    steps, baseline = settings.faithfulness_steps, settings.faithfulness_baseline
     with input_errors(result_store):
-        return set_deletion_curves(audit_model, audit_images, wanted, seed=settings.seed)
+        return set_causal_curves(audit_model, audit_images, audit_maps.maps, seed=settings.seed,
+                                 steps=steps, baseline=baseline)
 
 
-def test_deletion(method, deletion_run, audit_images, map_provider, gate):
-    metric = "deletion_auc_over_random"
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_causal_metric(kind, method, causal_run, audit_images, map_provider, settings, gate):
+    metric = f"{kind}_auc"
     require(map_provider.unavailable(method), gate, "faithfulness", metric, method)
-    curves, random_curves = deletion_run[method], deletion_run[RANDOM]
-    auc, random_auc = deletion_auc(curves, FRACTIONS), deletion_auc(random_curves, FRACTIONS)
-    ratio = float(finite_mean(auc)) / float(finite_mean(random_auc))
-    gate.check("faithfulness", metric, method, ratio, direction="lower", per_image=auc,
-               ids=audit_images.ids,
-               details={"fractions": FRACTIONS.tolist(), "curve": finite_mean(curves, axis=0).tolist(),
-                        "random_curve": finite_mean(random_curves, axis=0).tolist(),
-                        "random_auc": float(finite_mean(random_auc)),
-                        "passes_alone": len(audit_images) * map_provider.passes_per_map(method)})
+    run = causal_run
+    auc, random_auc = run.auc(method, kind), run.random_auc(kind)
+    decision = gate_faithfulness(auc, random_auc, kind, settings.thresholds.get(metric, method),
+                                 draw_seed(settings.seed, metric, method))
+    gate.decide("faithfulness", metric, method, decision, direction=KINDS[kind].direction, per_image=auc,
+                ids=audit_images.ids, controls={RANDOM: float(finite_mean(random_auc))}, details={
+                    "kind": kind, "baseline": run.baseline, "random_orders": RANDOM_ORDERS,
+                    "fractions": run.fractions.tolist(),
+                    "curve": finite_mean(run.methods[method][kind], axis=0).tolist(),
+                    "random_curve": finite_mean(run.random[kind].mean(axis=1), axis=0).tolist(),
+                    "random_auc": float(finite_mean(random_auc)),
+                    "passes_alone": len(audit_images) * map_provider.passes_per_map(method)})

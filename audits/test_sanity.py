@@ -2,8 +2,10 @@
 
 Cascading randomisation re-initialises the model's weights from the logits down, step by
 step; a method whose maps stay similar explains the image, not the model. The data
-randomisation test compares with a model trained on permuted labels. The edge-detector
-control ignores the model and must fail.
+randomisation test compares with a model trained on permuted labels. Each similarity is read
+against its chance level on these images (the similarity of the method's maps of different
+images; heatcheck.sanity): after the last step, and on average over the steps. The
+edge-detector control ignores the model and must fail.
 """
 
 import numpy as np
@@ -11,9 +13,21 @@ import pytest
 
 from fixtures.audit_fixtures import random_label_spec, require
 from heatcheck.metrics.similarity import normalise_for_comparison
-from heatcheck.sanity import MEASURES, data_randomisation, model_randomisation
+from heatcheck.perturbations import draw_seed
+from heatcheck.sanity import (
+    MEASURES,
+    UNCHANGED,
+    UNRELATED,
+    data_randomisation,
+    gate_similarity,
+    model_randomisation,
+    read_against_chance,
+)
 
 pytestmark = pytest.mark.heatcheck_audit
+
+# Per measure: the similarity after the last step, and its area over the cascade's steps.
+CASCADING = [(measure, area) for measure in MEASURES for area in (False, True)]
 
 
 @pytest.fixture(scope="session")
@@ -27,20 +41,25 @@ def randomisation_run(map_provider, sanity_images, settings, result_store):
     return run
 
 
-@pytest.mark.parametrize("measure", list(MEASURES))
-def test_cascading_randomisation(measure, method, randomisation_run, map_provider, gate):
-    metric = f"cascading_{measure}"
+@pytest.mark.parametrize(("measure", "area"), CASCADING,
+                         ids=[f"{m}{'-area' if a else ''}" for m, a in CASCADING])
+def test_cascading_randomisation(measure, area, method, randomisation_run, map_provider, settings, gate):
+    metric = f"cascading_{measure}" + ("_area" if area else "")
     require(map_provider.unavailable(method), gate, "sanity", metric, method)
-    curve = randomisation_run.similarity(method, measure)
-    independent = randomisation_run.similarity(method, measure, "independent")
-    final = curve[-1]
-    gate.check("sanity", metric, method, float(final.mean()), direction="lower",
-               per_image=final, ids=randomisation_run.ids,
-               details={"steps": randomisation_run.steps, "curve": [float(c.mean()) for c in curve],
-                        "independent_curve": [float(c.mean()) for c in independent],
-                        # the original maps plus one set per cascading and per independent step
-                        "passes_alone": (1 + 2 * len(curve)) * len(final)
-                        * map_provider.passes_per_map(method)})
+    run, seed = randomisation_run, draw_seed(settings.seed, metric, method)
+    chance = run.chance(method, measure)
+    reading = read_against_chance(run.similarity(method, measure), chance, area=area, seed=seed)
+    independent = read_against_chance(run.similarity(method, measure, "independent"), chance,
+                                      area=area, seed=seed)
+    decision = gate_similarity(reading.values, settings.thresholds.get(metric, method), seed)
+    gate.decide("sanity", metric, method, decision, direction="lower", per_image=reading.values,
+                ids=run.ids, controls={UNCHANGED: 1.0, UNRELATED: 0.0}, details={
+                    "steps": run.steps, **reading.details(), "gated": "area" if area else "last step",
+                    "independent_curve": independent.curve,
+                    "normalised_independent_curve": independent.normalised_curve,
+                    # the original maps plus one set per cascading and per independent step
+                    "passes_alone": (1 + 2 * len(run.steps)) * len(run.ids)
+                    * map_provider.passes_per_map(method)})
 
 
 @pytest.fixture(scope="session")
@@ -59,8 +78,11 @@ def test_data_randomisation(measure, method, map_provider, data_randomisation_ru
     require(map_provider.unavailable(method), gate, "sanity", metric, method)
     missing = "no model trained on permuted labels: pass --random-label-model PATH"
     require(None if data_randomisation_run else missing, gate, "sanity", metric, method)
-    scores = data_randomisation_run[method][measure]
-    gate.check("sanity", metric, method, float(scores.mean()), direction="lower", per_image=scores,
-               ids=sanity_images.ids, details={
-                   "random_label_model": random_label_spec(settings),
-                   "passes_alone": 2 * len(sanity_images) * map_provider.passes_per_map(method)})
+    run, seed = data_randomisation_run, draw_seed(settings.seed, metric, method)
+    reading = read_against_chance([run.similarity[method][measure]], run.chance[method][measure],
+                                  area=False, seed=seed)
+    decision = gate_similarity(reading.values, settings.thresholds.get(metric, method), seed)
+    gate.decide("sanity", metric, method, decision, direction="lower", per_image=reading.values,
+                ids=sanity_images.ids, controls={UNCHANGED: 1.0, UNRELATED: 0.0}, details={
+                    **reading.details(), "random_label_model": random_label_spec(settings),
+                    "passes_alone": 2 * len(sanity_images) * map_provider.passes_per_map(method)})

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from heatcheck.faithfulness import SetCurves
 from heatcheck.gallery import is_gallery_key, merge_galleries
 from heatcheck.localisation import LocalisationRun, fraction_summary
 from heatcheck.partial import (
@@ -254,10 +255,15 @@ def _values(ordered: Sequence[Partial], store: ResultStore) -> dict[str, Any]:
     return values
 
 
+# Fields of kept values that are not one entry per image (the same on every shard), besides
+# scalars and strings, which always must be.
+SHARED_FIELDS: dict[type, tuple[str, ...]] = {SetCurves: ("fractions",)}
+
+
 def combine(parts: Sequence[Any], where: str) -> Any:
     """Shards' parts of one value as the whole set's: arrays and sequences (one entry per image)
-    joined in shard order, mappings and dataclasses field by field, anything else the same on
-    every shard."""
+    joined in shard order, mappings and dataclasses field by field, anything else (and the
+    fields in :data:`SHARED_FIELDS`) the same on every shard."""
     first = parts[0]
     if isinstance(first, np.ndarray):
         shapes = {p.shape[1:] for p in parts}
@@ -265,8 +271,9 @@ def combine(parts: Sequence[Any], where: str) -> Any:
             raise MergeError(f"{where} has rows of different shapes on different shards: {sorted(shapes)}")
         return np.concatenate(parts)
     if dataclasses.is_dataclass(first) and not isinstance(first, type):
-        return type(first)(**{f.name: combine([getattr(p, f.name) for p in parts], f"{where}.{f.name}")
-                              for f in dataclasses.fields(first)})
+        shared = SHARED_FIELDS.get(type(first), ())
+        return type(first)(**{f.name: (_same_everywhere if f.name in shared else combine)(
+            [getattr(p, f.name) for p in parts], f"{where}.{f.name}") for f in dataclasses.fields(first)})
     if isinstance(first, dict):
         keys = [list(p) for p in parts]
         if any(k != keys[0] for k in keys):
@@ -279,6 +286,16 @@ def combine(parts: Sequence[Any], where: str) -> Any:
     if any(p != first for p in parts):
         other = next(p for p in parts if p != first)
         raise MergeError(f"{where} differs between shards: {first!r} vs {other!r}")
+    return first
+
+
+def _same_everywhere(parts: Sequence[Any], where: str) -> Any:
+    """The one value every shard has (arrays compared element by element)."""
+    first = parts[0]
+    for other in parts[1:]:
+        same = np.array_equal(first, other) if isinstance(first, np.ndarray) else other == first
+        if not same:
+            raise MergeError(f"{where} differs between shards: {first!r} vs {other!r}")
     return first
 
 

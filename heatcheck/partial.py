@@ -101,14 +101,15 @@ def images_fingerprint(ids: Iterable[str], labels: Iterable[int]) -> str:
 
 
 def settings_to_json(settings: Settings) -> dict[str, Any]:
-    """Every Settings field as JSON (profile and thresholds spelled out)."""
+    """Every Settings field as JSON (profiles and threshold tables spelled out)."""
     out: dict[str, Any] = {}
     for f in dataclasses.fields(Settings):
         value = getattr(settings, f.name)
         if isinstance(value, Profile):
             value = dataclasses.asdict(value)
         elif isinstance(value, Thresholds):
-            value = {"values": {k: dict(v) for k, v in value.values.items()}, "source": dict(value.source)}
+            value = {"values": {k: dict(v) for k, v in value.values.items()}, "source": dict(value.source),
+                     "kind": value.kind}
         elif isinstance(value, Path):
             value = str(value)
         elif isinstance(value, tuple):
@@ -118,16 +119,21 @@ def settings_to_json(settings: Settings) -> dict[str, Any]:
 
 
 def settings_from_json(data: Mapping[str, Any]) -> Settings:
-    """The Settings :func:`settings_to_json` wrote."""
+    """The Settings :func:`settings_to_json` wrote (each field read back as the type of its default)."""
+    defaults = Settings()
     values = dict(data)
-    values["profile"] = Profile(**values["profile"])
-    thresholds = values["thresholds"]
-    values["thresholds"] = Thresholds(
-        MappingProxyType({k: MappingProxyType(dict(v)) for k, v in thresholds["values"].items()}),
-        MappingProxyType(dict(thresholds["source"])))
-    values["methods"] = tuple(values["methods"])
-    values["report_dir"] = Path(values["report_dir"])
-    values["cache_dir"] = None if values["cache_dir"] is None else Path(values["cache_dir"])
+    for name, value in data.items():
+        default = getattr(defaults, name, None)
+        if isinstance(default, Profile):
+            values[name] = Profile(**value)
+        elif isinstance(default, Thresholds):
+            values[name] = Thresholds(
+                MappingProxyType({k: MappingProxyType(dict(v)) for k, v in value["values"].items()}),
+                MappingProxyType(dict(value["source"])), kind=value["kind"])
+        elif isinstance(default, tuple):
+            values[name] = tuple(value)
+        elif isinstance(default, Path) or name in ("report_dir", "cache_dir"):
+            values[name] = None if value is None else Path(value)
     return Settings(**values)
 
 

@@ -21,6 +21,7 @@ import pytest
 
 import heatcheck
 from heatcheck import shard_plugin
+from heatcheck.baseline import audit_settings
 from heatcheck.coverage import family_of, scope
 from heatcheck.gate import INCONCLUSIVE_PROPERTY
 from heatcheck.results import Check, ResultStore
@@ -97,6 +98,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--cache-dir", dest="hc_cache_dir", default=None, help="map cache folder (default .heatcheck_cache)")
     add("--unsafe-model", dest="hc_unsafe_model", action="store_true", default=None,
         help="load model files with Keras safe mode off (only for files you trust)")
+    add("--faithfulness-steps", dest="hc_faithfulness_steps", default=None, type=int, metavar="N",
+        help="points on the deletion and insertion curves (default 16)")
+    add("--faithfulness-baseline", dest="hc_faithfulness_baseline", default=None,
+        choices=["blur", "zeros", "mean"], help="what a deleted pixel becomes (default blur)")
     add("--max-mask-fraction", dest="hc_max_mask_fraction", default=None, type=float, metavar="F",
         help="localisation: audit only images whose object covers less than F of the image")
     add("--fail-inconclusive", dest="hc_fail_inconclusive", action="store_true", default=None,
@@ -104,6 +109,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--shard", dest="hc_shard", default=None, metavar="I/N",
         help="audit shard I of N (0-based) of the images and write partial results; "
              "python -m heatcheck merge puts the shards together")
+    add("--baseline", dest="hc_baseline", default=None, metavar="PATH",
+        help="an accepted run's results.json (or its folder): fail checks that got worse than it by "
+             "more than their tolerance")
+    add("--tolerance", dest="hc_tolerances", action="append", default=[], metavar="METRIC[.METHOD]=VALUE",
+        help="override a tolerance from [tool.heatcheck.tolerances]; repeatable")
+    add("--save-baseline", dest="hc_save_baseline", default=None, metavar="PATH",
+        help="store this run's results.json at PATH (a file or folder) as the next accepted baseline")
     add("--fail-on-caveats", dest="hc_fail_on_caveats", action="store_true", default=None,
         help="strict gate: a run that audited less than a full audit (audits not selected or that "
              "audited no image, rejected rows, few images) fails instead of passing with caveats")
@@ -136,9 +148,12 @@ FIELDS: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
     "stability_max_sigma": (None, float), "stability_max_brightness": (None, float),
     "sanity_grouping": (None, str), "max_image_pixels": ("hc_max_image_pixels", int),
     "max_mask_fraction": ("hc_max_mask_fraction", float),
+    "faithfulness_steps": ("hc_faithfulness_steps", int),
+    "faithfulness_baseline": ("hc_faithfulness_baseline", str),
     "fail_inconclusive": ("hc_fail_inconclusive", bool),
     "fail_on_caveats": ("hc_fail_on_caveats", bool),
     "weak_control": (None, float), "min_images": (None, int),
+    "baseline": ("hc_baseline", str), "save_baseline": ("hc_save_baseline", str),
 }
 
 
@@ -175,6 +190,8 @@ def build_settings(config: pytest.Config) -> Settings:
         cache_dir=None if config.getoption("hc_no_cache") else (
             cache_dir if cache_dir.is_absolute() else config.rootpath / cache_dir),
         thresholds=build_thresholds(table.get("thresholds", {}), config.getoption("hc_thresholds")),
+        tolerances=build_thresholds(table.get("tolerances", {}), config.getoption("hc_tolerances"),
+                                    kind="tolerance"),
     )
     # Checks that look outside the settings, still before any model or image is loaded.
     check_colormap(settings.colormap)
@@ -199,6 +216,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[AUDIT_ITEMS_KEY] = []
     config.stash[AUDIT_INFO_KEY] = {}
     config.pluginmanager.register(AuditSession(config), "heatcheck-session")
+    from heatcheck.baseline_session import configure_baseline  # it imports this module's keys
+
+    configure_baseline(config)
     # Past one process (--shard, pytest-xdist): heatcheck.shard_plugin
     shard_plugin.configure(config, settings, config.getoption("hc_shard"))
 
@@ -267,6 +287,7 @@ def environment(config: pytest.Config) -> dict[str, object]:
         "wall_s": round(time.perf_counter() - config.stash[START_KEY], 2),
         "TF_KERAS_VIS_MAX_STEPS": os.environ.get("TF_KERAS_VIS_MAX_STEPS"),
         "thresholds_source": dict(settings.thresholds.source),
+        "audit_settings": audit_settings(settings),  # what a baseline must share (heatcheck.baseline)
     }
     for module, key in (("tensorflow", "tensorflow"), ("keras", "keras"), ("tf_keras_vis", "tf_keras_vis")):
         mod = sys.modules.get(module)

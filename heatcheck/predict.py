@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from heatcheck import preprocess
-from heatcheck.data import ImageSet
+from heatcheck.data import ImageSet, LabelledImages
 from heatcheck.models import AuditModel, ModelError
 
 
@@ -18,10 +18,21 @@ def predict_proba(audit_model: AuditModel, pixels: np.ndarray, batch_size: int =
     return probs
 
 
-def predict_set(audit_model: AuditModel, images: ImageSet) -> np.ndarray:
+def predict_set(audit_model: AuditModel, images: ImageSet,
+                on_batch: Callable[[LabelledImages], None] | None = None) -> np.ndarray:
     """:func:`predict_proba` of a whole set, read batch by batch; a NaN or Inf output is named
-    by the first image's id and its index in the set, not in its batch."""
-    probs = np.concatenate([model_outputs(audit_model, batch.images) for _, batch in images.batches()])
+    by the first image's id and its index in the set, not in its batch.
+
+    Args:
+        on_batch: called with each batch read, so that what needs the pixels once (their
+            content hashes) does not read the set a second time.
+    """
+    outputs = []
+    for _, batch in images.batches():
+        if on_batch is not None:
+            on_batch(batch)
+        outputs.append(model_outputs(audit_model, batch.images))
+    probs = np.concatenate(outputs)
     reject_nonfinite_outputs(audit_model, probs, images.ids)
     return probs
 

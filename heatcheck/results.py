@@ -112,6 +112,7 @@ class ResultStore:
     # few images); with fail_on_caveats such a run fails the gate instead of passing with them.
     caveats: list[str] = field(default_factory=list)
     fail_on_caveats: bool = False
+    baseline: dict[str, Any] | None = None  # the accepted run compared with (heatcheck.baseline)
 
     def add(self, check: Check) -> Check:
         self.checks.append(check)
@@ -149,7 +150,7 @@ class ResultStore:
             "model": self.model, "images": self.images, "environment": self.environment,
             "checks": [c.to_json() for c in self.checks], "summary": self.summary(),
             "errors": self.errors, "not_run": self.not_run, "passes": self.passes, "fatal": self.fatal,
-            "caveats": self.caveats,
+            "caveats": self.caveats, "baseline": self.baseline,
         }
 
     def write(self, report_dir: Path, *, arrays: bool = True) -> Path:

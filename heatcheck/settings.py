@@ -17,6 +17,7 @@ METHODS = ("saliency", "smoothgrad", "gradcam", "gradcampp")
 # Controls exist to show what failing looks like: they ignore the model (edges) or everything.
 CONTROLS = ("edges", "noise")
 ENGINES = ("compiled", "tf-keras-vis")
+FAITHFULNESS_BASELINES = ("blur", "zeros", "mean")  # heatcheck.faithfulness.BASELINES
 # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS): 89,478,485 pixels, about
 # 256 MiB as RGBA. Larger images are refused with one line unless max_image_pixels is raised.
 MAX_IMAGE_PIXELS = 89_478_485
@@ -35,19 +36,20 @@ class Profile:
     smooth_samples: int
     sanity_images: int
     stability_images: int
-    stability_copies: int  # perturbed copies per image and perturbation level
     hypothesis_examples: int
 
 
 PROFILES = {
-    "smoke": Profile("smoke", bench_images=8, smooth_samples=20, sanity_images=4,
-                     stability_images=2, stability_copies=2, hypothesis_examples=5),
+    # smoke's samples are heatcheck.decision's minimum of 5 images: fewer make every sanity and
+    # stability check inconclusive
+    "smoke": Profile("smoke", bench_images=8, smooth_samples=20, sanity_images=5,
+                     stability_images=5, hypothesis_examples=5),
     # Profiles change how many images and examples, never the methods' own parameters (the
     # seed's SmoothGrad: 20 samples, noise 0.2), so thresholds mean the same in every profile.
     "ci": Profile("ci", bench_images=64, smooth_samples=20, sanity_images=8,
-                  stability_images=8, stability_copies=4, hypothesis_examples=10),
+                  stability_images=8, hypothesis_examples=10),
     "full": Profile("full", bench_images=200, smooth_samples=20, sanity_images=16,
-                    stability_images=16, stability_copies=8, hypothesis_examples=50),
+                    stability_images=16, hypothesis_examples=50),
 }
 
 
@@ -61,16 +63,19 @@ class Thresholds:
 
     values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     source: Mapping[str, str] = field(default_factory=dict)
+    # The same shape serves the baseline's tolerances ([tool.heatcheck.tolerances], --tolerance):
+    # what the table is called, for the error messages.
+    kind: str = "threshold"
 
     def get(self, metric: str, method: str | None = None) -> float:
         table = self.values.get(metric)
         if table is None:
-            raise SettingsError(f"no threshold for '{metric}' in [tool.heatcheck.thresholds] "
-                                f"or --threshold")
+            raise SettingsError(f"no {self.kind} for '{metric}' in [tool.heatcheck.{self.kind}s] "
+                                f"or --{self.kind}")
         if method is not None and method in table:
             return float(table[method])
         if "default" not in table:
-            raise SettingsError(f"no threshold for '{metric}.{method}' and no '{metric}.default'")
+            raise SettingsError(f"no {self.kind} for '{metric}.{method}' and no '{metric}.default'")
         return float(table["default"])
 
     def source_of(self, metric: str, method: str | None = None) -> str:
@@ -119,6 +124,8 @@ class Settings:
     # Calibrated gates (heatcheck.decision): an inconclusive check fails the run only when
     # this is set (strict gates); localisation audits only images whose mask covers less
     # than max_mask_fraction of the image (None: all).
+    faithfulness_steps: int = 16  # points on the deletion and insertion curves (RISE runs the whole range)
+    faithfulness_baseline: str = "blur"  # what a deleted pixel becomes: blur, zeros or mean
     fail_inconclusive: bool = False
     fail_on_caveats: bool = False  # a run that audited less than a full audit fails the gate
     max_mask_fraction: float | None = None
@@ -126,6 +133,11 @@ class Settings:
     # cannot then tell a good map from a prior, and "not better" is inconclusive, not failed.
     weak_control: float = 0.25
     min_images: int = 5  # fewer scored images: every calibrated check is inconclusive
+    # The model-validation gate (heatcheck.baseline): an accepted run's results.json to compare
+    # with, how much worse each metric may get, and where to store this run as the next one.
+    baseline: str | None = None
+    tolerances: Thresholds = field(default_factory=lambda: Thresholds(kind="tolerance"))
+    save_baseline: str | None = None
 
     def __post_init__(self) -> None:
         # Every check here is cheap and needs no model: a bad setting stops the run before
@@ -150,6 +162,11 @@ class Settings:
                     raise SettingsError(
                         f"{option} does not apply to bench model {self.model}: bench models take none "
                         f"of {', '.join(option for _, option in NOT_FOR_BENCH)}")
+        if self.faithfulness_steps < 1:
+            raise SettingsError(f"--faithfulness-steps must be at least 1, not {self.faithfulness_steps}")
+        if self.faithfulness_baseline not in FAITHFULNESS_BASELINES:
+            raise SettingsError(f"--faithfulness-baseline {self.faithfulness_baseline!r}: choose from "
+                                f"{', '.join(FAITHFULNESS_BASELINES)}")
         if self.max_mask_fraction is not None and not 0.0 < self.max_mask_fraction <= 1.0:
             raise SettingsError(f"--max-mask-fraction must be in (0, 1], not {self.max_mask_fraction}")
 
@@ -226,27 +243,28 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return names
 
 
-def _threshold_problem(method: str, value: Any) -> str | None:
-    """Why a threshold for ``method`` cannot be used, or None."""
+def _threshold_problem(method: str, value: Any, kind: str = "threshold") -> str | None:
+    """Why a threshold (or tolerance) for ``method`` cannot be used, or None."""
     if method not in (*METHODS, *CONTROLS, "default"):
         return (f"unknown method '{method}'; choose from {', '.join(METHODS + CONTROLS)} or default")
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "expected a number"
     if not math.isfinite(value):
-        return "a threshold must be a finite number"
+        return f"a {kind} must be a finite number"
     return None
 
 
-def build_thresholds(table: Mapping[str, Any], overrides: list[str]) -> Thresholds:
-    """Thresholds from pyproject's table, then ``--threshold metric[.method]=value`` overrides."""
+def build_thresholds(table: Mapping[str, Any], overrides: list[str], kind: str = "threshold") -> Thresholds:
+    """Thresholds from pyproject's table, then ``--threshold metric[.method]=value`` overrides
+    (``kind="tolerance"``: the baseline's tolerances and ``--tolerance``)."""
     values: dict[str, dict[str, float]] = {}
     source: dict[str, str] = {}
     for metric, spec in table.items():
         values[metric] = dict(spec) if isinstance(spec, Mapping) else {"default": spec}
         for method, value in values[metric].items():
             key = f"{metric}.{method}" if isinstance(spec, Mapping) else metric
-            if (problem := _threshold_problem(method, value)) is not None:
-                raise SettingsError(f"[tool.heatcheck.thresholds] {key} = {value!r}: {problem}")
+            if (problem := _threshold_problem(method, value, kind)) is not None:
+                raise SettingsError(f"[tool.heatcheck.{kind}s] {key} = {value!r}: {problem}")
             source[metric if method == "default" else f"{metric}.{method}"] = "pyproject"
     for item in overrides:
         key, sep, raw = item.partition("=")
@@ -254,13 +272,13 @@ def build_thresholds(table: Mapping[str, Any], overrides: list[str]) -> Threshol
         try:
             value = float(raw)
         except ValueError:
-            raise SettingsError(f"--threshold {item!r}: expected metric[.method]=number") from None
+            raise SettingsError(f"--{kind} {item!r}: expected metric[.method]=number") from None
         if not sep or metric not in values:
-            raise SettingsError(f"--threshold {item!r}: unknown metric '{metric}'; known: "
+            raise SettingsError(f"--{kind} {item!r}: unknown metric '{metric}'; known: "
                                 f"{', '.join(sorted(values))}")
-        if (problem := _threshold_problem(method or "default", value)) is not None:
-            raise SettingsError(f"--threshold {item!r}: {problem}")
+        if (problem := _threshold_problem(method or "default", value, kind)) is not None:
+            raise SettingsError(f"--{kind} {item!r}: {problem}")
         values[metric][method or "default"] = value
         source[key.strip()] = "command line"
     frozen = {k: MappingProxyType(v) for k, v in values.items()}
-    return Thresholds(MappingProxyType(frozen), MappingProxyType(source))
+    return Thresholds(MappingProxyType(frozen), MappingProxyType(source), kind)

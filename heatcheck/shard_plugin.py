@@ -45,7 +45,7 @@ PROGRESS_S = 10.0  # seconds between progress lines in a log (not a terminal)
 # its block: "labelled" ones hold a row per labelled image (the shard's rows are kept), "block"
 # ones a row per image of the shard's block. A new whole-set audit whose test reads another
 # per-image fixture must be added here, or merging stops with a line naming it.
-KEPT = {"predictions": "labelled", "localisation_run": "block", "deletion_run": "block"}
+KEPT = {"predictions": "labelled", "localisation_run": "block", "causal_run": "block"}
 
 
 def configure(config: pytest.Config, settings: Settings, shard_option: str | None) -> None:
@@ -58,6 +58,10 @@ def configure(config: pytest.Config, settings: Settings, shard_option: str | Non
         raise pytest.UsageError(f"heatcheck: {exc}") from None
     workerinput = getattr(config, "workerinput", None)
     worker = xdist_worker()
+    parallel = base is not None or _is_xdist_controller(config) or workerinput is not None
+    if parallel and (settings.baseline or settings.save_baseline):
+        raise pytest.UsageError("heatcheck: --baseline and --save-baseline work on one process's run; with "
+                                "-n or --shard, merge first and keep the merged results.json as the baseline")
     if workerinput is not None and worker is not None:
         index, count = worker
         assign_gpu(index)

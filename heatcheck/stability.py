@@ -1,66 +1,124 @@
-"""The stability audit's computations: maps of label-preserving perturbed copies, and a
-hypothesis search for the smallest perturbation that breaks a map.
+"""The stability audit's computations: maps of perturbed copies, the gate against the maps of
+other images, and a hypothesis search for the smallest perturbation that breaks a map.
 
-Only perturbed copies whose top-1 class is unchanged count (a map should change when the
-decision does); the share discarded is recorded. Maps are compared unnormalised, through the
-metrics' own scale handling, and SmoothGrad uses the same noise draws for x and x'.
+Two families of copies, each named for what it is:
+
+- Yeh et al.'s max- and avg-sensitivity: ``SENSITIVITY_SAMPLES`` copies per image drawn
+  uniformly in the L∞ ball of radius ``BALL_RADIUS`` pixel levels, every copy counted (the map
+  is of the labelled class, whatever the model now predicts; the share of copies whose top-1
+  class changed is recorded). K and the radius are the same in every profile: a maximum over K
+  copies grows with K, so profiles change how many images, never the definition.
+- The label-preserving family (Gaussian noise, brightness, contrast; heatcheck.perturbations):
+  ``COPIES_PER_LEVEL`` copies per level, only those whose top-1 class is unchanged count (a map
+  should change when the decision does); the share discarded is recorded; map SSIM is gated.
+
+Every copy of an image is drawn from a generator seeded by the run's seed and the image's id,
+so an image's copies do not depend on how many images are audited. Maps are compared
+unnormalised, through the metrics' own scale handling, and SmoothGrad uses the same noise draws
+for x and x'. Each score is read against what a map that carries nothing about the input
+scores on these images: the method's map of another image (heatcheck.metrics.stability).
+
+References: Yeh et al., "On the (In)fidelity and Sensitivity of Explanations", NeurIPS 2019,
+arXiv:1901.09392.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from heatcheck.data import LabelledImages
+from heatcheck.decision import Decision, decide
 from heatcheck.explain.provider import MapProvider
-from heatcheck.metrics.stability import avg_sensitivity, map_ssim, max_sensitivity, relative_input_stability
-from heatcheck.perturbations import Perturbation
+from heatcheck.metrics.base import finite_mean
+from heatcheck.metrics.similarity import chance_normalised, similarity_to_other_images, ssim
+from heatcheck.metrics.stability import (
+    avg_sensitivity,
+    map_ssim,
+    max_sensitivity,
+    relative_change_to_other_images,
+    relative_input_stability,
+)
+from heatcheck.perturbations import LABEL_PRESERVING, LinfBall, Perturbation, draw_seed
 from heatcheck.predict import predict_proba
 
 METRICS: dict[str, Callable[..., np.ndarray]] = {
     "map_ssim": map_ssim, "max_sensitivity": max_sensitivity, "avg_sensitivity": avg_sensitivity,
     "relative_input_stability": relative_input_stability,
 }
+SENSITIVITY_SAMPLES = 16  # K, Yeh's copies per image: fixed, so max-sensitivity means one thing
+BALL_RADIUS = 4.0  # Yeh's r, in pixel levels of 0–255: the L∞ budget 4/255 common on ImageNet
+COPIES_PER_LEVEL = 2  # label-preserving copies per perturbation level
+UNRELATED = "map of another image"
 
 
 @dataclass
 class PerturbedSet:
-    """Perturbed copies of a sample of images (N, K, H, W, C) and which keep the label."""
+    """Perturbed copies of a sample of images (N, K, H, W, C) and which of them count."""
 
     images: LabelledImages
-    perturbations: list[Perturbation]
+    copy_kind: list[str]  # what each of the K copies is, e.g. "gaussian:0.02" or "linf_ball:4"
     copies: np.ndarray
-    kept: np.ndarray  # bool (N, K)
-    copy_kind: list[str]  # perturbation name of each of the K copies
-    maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (N,) originals' maps
+    kept: np.ndarray  # bool (N, K): the copies that are scored
+    changed: np.ndarray  # bool (N, K): the copies whose top-1 class differs from the original's
+    maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (N, H, W) originals' maps
     copy_maps: dict[str, np.ndarray] = field(default_factory=dict)  # method -> (N, K, H, W)
 
     @property
     def discarded_share(self) -> float:
         return float(1.0 - self.kept.mean())
 
+    @property
+    def changed_share(self) -> float:
+        return float(self.changed.mean())
 
-def perturb(provider: MapProvider, images: LabelledImages, perturbations: list[Perturbation],
-            copies_per_level: int, seed: int, classes: np.ndarray | None = None) -> PerturbedSet:
-    """Draw every perturbed copy, batched, and keep those the model still classifies the same.
+    @property
+    def levels(self) -> list[str]:
+        return list(dict.fromkeys(self.copy_kind))
 
-    ``classes``: the model's top-1 class of each original, when the caller has it already.
-    """
-    rng = np.random.default_rng([seed, 4])
-    blocks, kinds = [], []
-    for p in perturbations:
-        for _ in range(copies_per_level):
-            blocks.append(p.apply(images.images, rng))
-            kinds.append(p.name)
-    copies = np.stack(blocks, axis=1)  # (N, K, H, W, C)
+
+def _draw(images: LabelledImages, seed: int, family: str,
+          draw: Callable[[np.ndarray, np.random.Generator], np.ndarray]) -> np.ndarray:
+    """(N, K, H, W, C): ``draw(image, rng)`` per image, rng seeded by the seed and the image's id."""
+    return np.stack([draw(image, np.random.default_rng(draw_seed(seed, family, image_id)))
+                     for image, image_id in zip(images.images, images.ids, strict=True)])
+
+
+def _classified(provider: MapProvider, images: LabelledImages, copies: np.ndarray,
+                classes: np.ndarray | None) -> np.ndarray:
+    """bool (N, K): copies whose top-1 class differs from the original's."""
     n, k = copies.shape[:2]
-    flat = copies.reshape(n * k, *copies.shape[2:])
     before = top_classes(provider, images) if classes is None else classes
-    after = predict_proba(provider.audit_model, flat).argmax(axis=1).reshape(n, k)
-    return PerturbedSet(images, perturbations, copies, after == before[:, None], kinds)
+    after = predict_proba(provider.audit_model, copies.reshape(n * k, *copies.shape[2:])).argmax(axis=1)
+    return np.asarray(after.reshape(n, k) != before[:, None])
+
+
+def linf_ball_set(provider: MapProvider, images: LabelledImages, seed: int, radius: float = BALL_RADIUS,
+                  samples: int = SENSITIVITY_SAMPLES, classes: np.ndarray | None = None) -> PerturbedSet:
+    """Yeh et al.'s copies: ``samples`` per image uniform in the L∞ ball; all of them count."""
+    ball = LinfBall(radius)
+    copies = _draw(images, seed, ball.name, lambda image, rng: ball.sample(image, samples, rng))
+    changed = _classified(provider, images, copies, classes)
+    return PerturbedSet(images, [ball.name] * samples, copies, np.ones_like(changed), changed)
+
+
+def perturb(provider: MapProvider, images: LabelledImages,
+            perturbations: Sequence[Perturbation] = LABEL_PRESERVING,
+            copies_per_level: int = COPIES_PER_LEVEL, seed: int = 0,
+            classes: np.ndarray | None = None) -> PerturbedSet:
+    """The label-preserving family: every level's copies, batched; only copies the model still
+    classifies the same count. ``classes``: the originals' top-1 classes, when the caller has them."""
+    def draw(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return np.concatenate([p.apply(image[None], rng)
+                               for p in perturbations for _ in range(copies_per_level)])
+
+    copies = _draw(images, seed, "label-preserving", draw)
+    changed = _classified(provider, images, copies, classes)
+    kinds = [p.name for p in perturbations for _ in range(copies_per_level)]
+    return PerturbedSet(images, kinds, copies, ~changed, changed)
 
 
 def top_classes(provider: MapProvider, images: LabelledImages) -> np.ndarray:
@@ -69,7 +127,8 @@ def top_classes(provider: MapProvider, images: LabelledImages) -> np.ndarray:
 
 def explain_perturbed(provider: MapProvider, pset: PerturbedSet, methods: tuple[str, ...]) -> None:
     """Unnormalised maps of the originals and of every kept copy, all methods, one batched call
-    each; copies that changed the decision are never scored, so they get NaN maps, not passes."""
+    each; copies not kept (label-preserving ones that changed the decision) are never scored, so
+    they get NaN maps, not passes."""
     n, k = pset.copies.shape[:2]
     images = pset.images
     pset.maps = provider.explain_many(methods, images.images, images.labels, normalise=False)
@@ -82,6 +141,47 @@ def explain_perturbed(provider: MapProvider, pset: PerturbedSet, methods: tuple[
         if m in copy_maps:
             full[kept] = copy_maps[m]
         pset.copy_maps[m] = full.reshape(n, k, *full.shape[1:])
+
+
+@dataclass(frozen=True)
+class StabilityReading:
+    """A stability metric of one method read against the map of another image."""
+
+    raw: np.ndarray  # (N,) the metric as its paper defines it
+    unrelated: float  # what the method's map of another image scores on these images
+    # (N,) in units of it: sensitivity ÷ unrelated (0 = unmoved, 1 = as far as another image's
+    # map); map SSIM chance-normalised (1 = unmoved, 0 = as alike as another image's map)
+    normalised: np.ndarray
+
+    def details(self) -> dict[str, object]:
+        return {"raw": float(finite_mean(self.raw)), "unrelated": self.unrelated,
+                "raw_per_image": [float(v) for v in self.raw]}
+
+
+def read_against_unrelated(pset: PerturbedSet, method: str, metric: str) -> StabilityReading:
+    """Per-image ``metric`` and its place between an unmoved map and the method's map of another
+    image: sensitivity ÷ the relative change to another image's map (rescaled to this map's
+    norm), map SSIM normalised by the SSIM to another image's map (``chance_normalised``)."""
+    raw = score(pset, method, metric)
+    maps = pset.maps[method]
+    if metric == "map_ssim":
+        level = float(finite_mean(similarity_to_other_images(ssim, maps)))
+        return StabilityReading(raw, level, chance_normalised(raw, level))
+    level = float(finite_mean(relative_change_to_other_images(maps)))
+    ratio = raw / level if np.isfinite(level) and level > 0 else np.full(raw.shape, np.nan)
+    return StabilityReading(raw, level, ratio)
+
+
+def gate_stability(normalised: np.ndarray, metric: str, margin: float, seed: list[int]) -> Decision:
+    """Pass when the maps confidently stay at least ``margin`` (in units of the unrelated level)
+    closer to the original than the method's map of another image, with a bootstrap interval
+    over images; fail when confidently not; inconclusive otherwise. heatcheck.decision.decide
+    with the map of another image as the control and the chance level (sensitivity 1, map
+    SSIM 0 after normalisation)."""
+    values = np.asarray(normalised, np.float64)
+    level = 0.0 if metric == "map_ssim" else 1.0
+    return decide(values, {UNRELATED: np.full_like(values, level)}, margin=margin, seed=seed,
+                  direction="higher" if metric == "map_ssim" else "lower", chance=level, weak_control=0.0)
 
 
 def score(pset: PerturbedSet, method: str, metric: str, kinds: set[str] | None = None) -> np.ndarray:

@@ -17,6 +17,8 @@ FAILED_MEANS = {
     "stability": "the maps change under small input perturbations that keep the model's decision",
     "faithfulness": "removing what the maps call important takes the decision away no faster than a "
                     "random order",
+    "regression": "checks got worse than in the accepted baseline by more than their tolerance; the "
+                  "baseline section names the images that got worst",
 }
 ORDER = ("labels", "localisation", "sanity", "stability", "faithfulness")
 

@@ -38,7 +38,9 @@ def gradcampp_from(activations: np.ndarray, grads: np.ndarray) -> np.ndarray:
     The higher-order derivatives are the powers of the first gradient that the paper derives
     for an exponential score exp(S) (its eq. 19), so ``alpha = g² / (2g² + g³ · Σ_ij A)``. The
     exp(S) factor cancels in alpha and only scales the map by a positive number per image;
-    it is left out here so that large logits cannot overflow, which changes no normalised map.
+    it is left out here, in both engines (the reference engine gives tf-keras-vis a score of
+    value 0), so that large logits cannot overflow and a logit shift that changes no gradient
+    changes no map, normalised or not.
     """
     g2 = grads**2
     g3 = g2 * grads

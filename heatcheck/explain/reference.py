@@ -3,6 +3,13 @@
 Kept for anyone who wants the library's own numbers (``--engine tf-keras-vis``) and as the
 oracle the compiled engine is tested against. Each visualizer is built once, on the audit
 model's private logits copy, so ``clone=False`` mutates nothing of the user's.
+
+One departure from the notebook, for Grad-CAM++ only: tf-keras-vis multiplies its map by
+exp(score) (the exponential-score derivation of Chattopadhay et al., eq. 19), so a logit shift
+alone rescales an image's map (and moves stability scores), and logits above about 88 overflow
+float32 to inf and the map to NaN. Its score here is ``logit − stop_gradient(logit)``: zero in
+value, the logit's in gradient, so exp(score) = 1 and the map is the closed form the compiled
+engine computes (heatcheck.explain.postprocess.gradcampp_from), on the same scale.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ class ReferenceEngine:
             visualizer = self.gradcam if method == "gradcam" else self.gradcampp
             if visualizer is None:
                 raise ValueError(f"{method} needs a conv layer and the model has none")
+            if method == "gradcampp":
+                score = _zero_valued_logit(labels)
             maps = visualizer(score, x, penultimate_layer=self.conv_layer,
                               seek_penultimate_conv_layer=False, normalize_cam=False)
             self.passes += len(x)
@@ -66,3 +75,17 @@ class ReferenceEngine:
                              normalize_map=False)
         self.passes += samples
         return np.asarray(maps, np.float32).reshape(1, *x.shape[1:3])
+
+
+def _zero_valued_logit(labels: np.ndarray) -> Any:
+    """A tf-keras-vis score: each image's labelled logit minus itself held constant, so that
+    its value is 0 (exp(0) = 1 in Grad-CAM++) and its gradient is the logit's."""
+    import tensorflow as tf
+
+    indices = tf.constant(np.asarray(labels, np.int32))
+
+    def score(output: Any) -> Any:
+        logit = tf.gather(output, indices, axis=1, batch_dims=1)
+        return logit - tf.stop_gradient(logit)
+
+    return score

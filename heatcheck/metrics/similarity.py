@@ -21,6 +21,8 @@ References: Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018, arX
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.stats import rankdata
 from skimage.feature import hog
@@ -32,10 +34,10 @@ from heatcheck.metrics.base import metric
 _MIN_SIDE = 3
 # Wang et al.'s window side; smaller maps use the largest odd side that fits.
 _SSIM_WINDOW = 7
-# normalise_for_comparison maps into [-1, 1]; SSIM's constants are set from this fixed width.
-_SSIM_DATA_RANGE = 2.0
-# HOG cells along the shorter side, whatever the map size (64 -> 8 px cells, 224 -> 28 px).
-_HOG_CELLS_PER_SIDE = 8
+# scikit-image's HOG defaults (Dalal & Triggs' 8-px cells, 3x3-cell blocks, L2-Hys), in pixels:
+# the same cells at every image size, so a 224x224 map is not described by 8 coarse cells.
+_HOG_CELL = 8
+_HOG_BLOCK = 3
 
 
 def reject_nonfinite(name: str, values: np.ndarray) -> None:
@@ -140,16 +142,26 @@ def _ssim_window(height: int, width: int) -> int:
     return min(_SSIM_WINDOW, side if side % 2 else side - 1)
 
 
+def ssim_data_range(a: np.ndarray, b: np.ndarray) -> float:
+    """The width of the interval two maps normalised by their peak magnitude live in: 1 when
+    neither has a negative value ([0, 1]), else 2 ([-1, 1])."""
+    return 2.0 if (a < 0).any() or (b < 0).any() else 1.0
+
+
 @metric("higher")
 def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Structural similarity (SSIM) of each pair of maps after ``normalise_for_comparison``.
 
     scikit-image's ``structural_similarity`` with its uniform window (side 7, or the largest odd
-    side <= min(H, W)) and ``data_range = 2``: the fixed width of [-1, 1] that normalised maps
-    live in, so every pair, method and model gets the same stabilising constants (a range taken
-    from the data would make the score depend on the pair). Maps must be at least 3x3. SSIM's
-    luminance term assumes non-negative images: on signed maps a map and its negation score
-    near 0 or above, not -1, so pass |maps| where sign should not count.
+    side <= min(H, W)) and ``data_range`` the width of the pair's interval (``ssim_data_range``):
+    1 for non-negative maps, 2 for signed ones. A range wider than the maps' own shrinks
+    nothing but SSIM's stabilising constants grow with it (C = (k·range)²), which pulls two
+    unrelated sparse maps towards 1 (0.52 instead of 0.25 with range 2 on maps in [0, 1]).
+    Quantus takes the pair's observed spread (max − min of both), the same 1 whenever a
+    normalised non-negative map has a zero somewhere; the fixed interval width keeps a map with
+    a high floor (SmoothGrad) from getting smaller constants than a sparse one. Maps must be at
+    least 3x3. SSIM's luminance term assumes non-negative images: on signed maps a map and its
+    negation score near 0 or above, not -1, so pass |maps| where sign should not count.
 
     References: Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018, arXiv:1810.03292;
     Wang et al., "Image Quality Assessment: From Error Visibility to Structural Similarity", 2004.
@@ -160,17 +172,24 @@ def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     scores = [
         1.0
         if np.array_equal(p, q)
-        else float(structural_similarity(p, q, data_range=_SSIM_DATA_RANGE, win_size=window))
+        else float(structural_similarity(p, q, data_range=ssim_data_range(p, q), win_size=window))
         for p, q in zip(x, y, strict=True)
     ]
     return np.clip(np.asarray(scores, dtype=np.float64).reshape(x.shape[0]), -1.0, 1.0)
 
 
+def hog_cell(height: int, width: int) -> int:
+    """The HOG cell side in pixels: 8, or smaller only where 8-px cells would not fit one block
+    (maps under 24 pixels a side)."""
+    return max(1, min(_HOG_CELL, min(height, width) // _HOG_BLOCK))
+
+
 def _hog_features(maps: np.ndarray) -> np.ndarray:
-    """HOG features (9 orientations, 2x2-cell blocks, L2-Hys) of each map, as (N, D)."""
-    cell = max(1, min(maps.shape[1:]) // _HOG_CELLS_PER_SIDE)
+    """HOG features (9 orientations, ``hog_cell`` px cells, 3x3-cell blocks, L2-Hys), as (N, D)."""
+    cell = hog_cell(*maps.shape[1:])
     features = [
-        hog(m, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(2, 2), block_norm="L2-Hys")
+        hog(m, orientations=9, pixels_per_cell=(cell, cell), cells_per_block=(_HOG_BLOCK, _HOG_BLOCK),
+            block_norm="L2-Hys")
         for m in maps
     ]
     if not features:
@@ -182,10 +201,13 @@ def _hog_features(maps: np.ndarray) -> np.ndarray:
 def hog_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Pearson correlation of the HOG features of each pair of normalised maps.
 
-    Cells are min(H, W) // 8 pixels square (at least 1), so every map is about 8 cells on its
-    shorter side: 8 px cells at 64x64, 28 px at 224x224, and feature vectors of comparable
-    length. HOG orientations are unsigned, so a map and its negation score 1. Maps must be at
-    least 3x3.
+    scikit-image's defaults: 8-px cells whatever the map's size (smaller only for maps under 24
+    px a side, see ``hog_cell``), 3x3-cell blocks, 9 unsigned orientations, L2-Hys. Cells that
+    grew with the image (28 px at 224x224) averaged away all structure: two independent
+    heavy-tailed maps scored 0.93-0.98. Even 8-px cells leave unrelated sparse maps well above
+    0 (about 0.7-0.8), which is why the sanity audit reads every similarity against the
+    similarity of maps of different images (``heatcheck.sanity``). HOG orientations are
+    unsigned, so a map and its negation score 1. Maps must be at least 3x3.
 
     References: Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018, arXiv:1810.03292;
     Dalal & Triggs, "Histograms of Oriented Gradients for Human Detection", CVPR 2005.
@@ -194,3 +216,35 @@ def hog_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return _pearson_rows(
         _hog_features(normalise_for_comparison(x)), _hog_features(normalise_for_comparison(y))
     )
+
+
+def similarity_to_other_images(fn: Callable[[np.ndarray, np.ndarray], np.ndarray], maps: np.ndarray,
+                               max_shift: int = 4) -> np.ndarray:
+    """(N,) mean similarity of each map to the maps of other images of the same batch.
+
+    Image i is compared with images i+1, …, i+s (rolled, s = min(max_shift, N // 2)); with
+    s = N // 2 every pair of images is compared. This is what "unrelated" scores on this data
+    with this method: the chance level a similarity is read against (a sparse or centred map
+    resembles any other map of its kind more than two random arrays do). NaN for a batch of
+    fewer than two maps.
+
+    Args:
+        fn: a similarity of this module, (N, H, W) × (N, H, W) → (N,).
+        maps: (N, H, W) maps of N different images.
+        max_shift: at most this many other images per image.
+    """
+    n = len(maps)
+    shifts = range(1, min(max_shift, n // 2) + 1)
+    if n < 2:
+        return np.full(n, np.nan)
+    return np.mean([fn(maps, np.roll(maps, -s, axis=0)) for s in shifts], axis=0)
+
+
+def chance_normalised(similarity: np.ndarray, chance: float) -> np.ndarray:
+    """``(s − c) / (1 − c)``: a similarity in units of its chance level c, 1 = identical as
+    compared, 0 = as alike as maps of different images (below 0: less alike). NaN where c
+    leaves no room (c = 1: maps of different images are already identical as compared)."""
+    s = np.asarray(similarity, np.float64)
+    if not np.isfinite(chance) or 1.0 - chance < 1e-6:
+        return np.full(s.shape, np.nan)
+    return (s - chance) / (1.0 - chance)

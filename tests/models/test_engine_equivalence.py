@@ -1,4 +1,6 @@
-"""The compiled engine gives tf-keras-vis's maps (normalised, max abs difference ≤ 1e-4)."""
+"""The compiled engine gives tf-keras-vis's maps: normalised (max abs difference ≤ 1e-4) and
+unnormalised (the same, relative to each map's peak), Grad-CAM++ included; large logits
+overflow neither engine."""
 
 import keras
 import numpy as np
@@ -8,20 +10,28 @@ from fixtures.audit_fixtures import BENCH_MODELS
 from fixtures.bench import make_bench
 from heatcheck import models
 from heatcheck.explain.compiled import CompiledEngine
+from heatcheck.explain.postprocess import normalise_per_image
 from heatcheck.explain.reference import ReferenceEngine
 from heatcheck.settings import METHODS
 
 TOLERANCE = 1e-4
 
 
+def _peak(maps):
+    return np.abs(maps).max(axis=(1, 2), keepdims=True)
+
+
 def _compare(audit_model, x, labels, samples=20):
     compiled = CompiledEngine(audit_model.logits_model, audit_model.conv_layer, audit_model.device)
     reference = ReferenceEngine(audit_model.logits_model, audit_model.conv_layer)
-    mine = compiled.explain_many(METHODS, x, labels, normalise=True, smooth_samples=samples, seed=7)
+    mine = compiled.explain_many(METHODS, x, labels, normalise=False, smooth_samples=samples, seed=7)
     for method in METHODS:
-        theirs = reference.explain(method, x, labels, normalise=True, smooth_samples=samples, seed=7)
+        theirs = reference.explain(method, x, labels, normalise=False, smooth_samples=samples, seed=7)
         assert mine[method].shape == theirs.shape
-        assert np.abs(mine[method] - theirs).max() <= TOLERANCE, method
+        # Unnormalised: the same scale in both engines (Grad-CAM++ without tf-keras-vis's exp(score)).
+        assert (np.abs(mine[method] - theirs) <= TOLERANCE * _peak(theirs)).all(), method
+        difference = normalise_per_image(mine[method]) - normalise_per_image(theirs)
+        assert np.abs(difference).max() <= TOLERANCE, method
 
 
 def test_bench_model_maps_match_tf_keras_vis():
@@ -37,6 +47,37 @@ def test_keras_applications_maps_match_tf_keras_vis():
     audit_model = models.wrap(net, "vgg16", models.weights_sha256(net))
     x = np.random.default_rng(0).uniform(-100, 100, (3, 64, 64, 3)).astype(np.float32)
     _compare(audit_model, x, np.array([1, 4, 9]), samples=5)
+
+
+def _with_logits_shifted(logits_model, shift):
+    """A copy of ``logits_model`` whose every logit is ``shift`` higher: no gradient changes."""
+    copy = keras.models.clone_model(logits_model)
+    copy.set_weights(logits_model.get_weights())
+    last = copy.layers[-1]
+    kernel, bias = last.get_weights()
+    last.set_weights([kernel, bias + shift])
+    return copy
+
+
+def test_large_logits_change_no_gradcampp_map_in_either_engine():
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    audit_model = models.load(BENCH_MODELS / "clean.keras", "bench:clean")
+    images, labels, _, _ = make_bench(4, seed=12)
+    x = images.astype(np.float32)
+    shifted = _with_logits_shifted(audit_model.logits_model, 200.0)  # exp(200) overflows float32
+    before = ReferenceEngine(audit_model.logits_model, audit_model.conv_layer)
+    after = ReferenceEngine(shifted, audit_model.conv_layer)
+    # tf-keras-vis's own score would give NaN maps here, which is what the engine avoids:
+    raw = after.gradcampp(CategoricalScore([int(v) for v in labels]), x,
+                          penultimate_layer=audit_model.conv_layer, seek_penultimate_conv_layer=False,
+                          normalize_cam=False)
+    assert not np.isfinite(raw).all()
+    expected = before.explain("gradcampp", x, labels, normalise=False)
+    for engine in (after, CompiledEngine(shifted, audit_model.conv_layer, audit_model.device)):
+        maps = engine.explain("gradcampp", x, labels, normalise=False)
+        assert np.isfinite(maps).all(), engine.name
+        assert (np.abs(maps - expected) <= TOLERANCE * _peak(expected)).all(), engine.name
 
 
 def test_wrapping_never_mutates_the_users_model():

@@ -64,3 +64,15 @@ def test_reinitialised_weights_are_seeded_and_differ_from_the_trained_ones(provi
     b = randomisation.ModelRandomiser(model, seed=1).weights({"predictions"})["predictions"][0]
     np.testing.assert_array_equal(a, b)
     assert not np.allclose(a, model.get_layer("predictions").get_weights()[0])
+
+
+def test_edges_read_against_chance_stay_unchanged_and_fail(provider, images):
+    from heatcheck.sanity import gate_similarity, read_against_chance
+
+    run = model_randomisation(provider, images, ("edges",), seed=0, kinds=("cascading",))
+    for measure in MEASURES:
+        chance = run.chance("edges", measure)
+        assert np.all(chance < 0.9)  # different images' edge maps differ…
+        reading = read_against_chance(run.similarity("edges", measure), chance, area=True, seed=[0])
+        np.testing.assert_allclose(reading.values, 1.0)  # …but each image's never changes
+        assert gate_similarity(reading.values, 0.2, [0], remedy="").outcome != "passed"

@@ -39,3 +39,29 @@ def test_random_map_control_is_unstable(perturbed):
 def test_only_label_preserving_copies_count(perturbed):
     assert perturbed.kept.shape == perturbed.copies.shape[:2]
     assert 0.0 <= perturbed.discarded_share < 0.5
+
+
+def test_max_sensitivity_is_the_same_in_every_profile():
+    """K and the radius are fixed and every image's copies are seeded by its id, so the profile
+    (which only changes how many images are sampled) changes no image's max-sensitivity, and
+    the means of two profiles agree within the sampling error of the larger sample."""
+    from heatcheck.decision import bootstrap_interval
+    from heatcheck.settings import PROFILES
+    from heatcheck.stability import SENSITIVITY_SAMPLES, linf_ball_set
+
+    audit_model = models.load(BENCH_MODELS / "clean.keras", "bench:clean")
+    x, y, m, ids = make_bench(16, seed=22)
+    per_image = {}
+    for name, profile in PROFILES.items():
+        n = profile.stability_images
+        images = data.from_arrays(f"bench:{n}", x[:n], y[:n], m[:n], ids[:n])
+        provider = MapProvider(audit_model, Settings(methods=("gradcam",), profile=profile))
+        pset = linf_ball_set(provider, images, seed=0)
+        assert pset.copies.shape[1] == SENSITIVITY_SAMPLES
+        explain_perturbed(provider, pset, ("gradcam",))
+        per_image[name] = dict(zip(images.ids, score(pset, "gradcam", "max_sensitivity"), strict=True))
+    full, ci = per_image["full"], per_image["ci"]
+    for values in per_image.values():
+        assert values == pytest.approx({i: full[i] for i in values}, rel=1e-5)
+    interval = bootstrap_interval(list(full.values()), seed=0)
+    assert interval.low <= np.mean(list(ci.values())) <= interval.high

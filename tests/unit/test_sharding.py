@@ -10,7 +10,6 @@ from heatcheck.data import ImageSet, LabelledImages
 from heatcheck.explain.mapset import MapSet
 from heatcheck.localisation import METRICS, score_localisation
 from heatcheck.merge import combine
-from heatcheck.metrics.faithfulness import deletion_order
 from heatcheck.settings import PROFILES, Settings
 from heatcheck.sharding import (
     SAMPLE_FAMILIES,
@@ -135,16 +134,3 @@ def test_localisation_scores_of_blocks_put_together_are_the_whole_sets(count: in
         for name, values in whole.controls(metric, "m").items():
             np.testing.assert_array_equal(merged.controls(metric, "m")[name], values, err_msg=name)
     assert np.isfinite(merged.shuffled_raw["pointing_game"]["m"]).all()
-
-
-def test_deletion_ties_broken_per_image_do_not_depend_on_the_batch() -> None:
-    flat = np.zeros((6, 4, 4))  # all ties: the order is the generators' alone
-
-    def gens(positions: range) -> list[np.random.Generator]:
-        return [np.random.default_rng([7, p]) for p in positions]
-
-    whole = deletion_order(flat, gens(range(6)))
-    halves = np.concatenate([deletion_order(flat[:2], gens(range(2))),
-                             deletion_order(flat[2:], gens(range(2, 6)))])
-    np.testing.assert_array_equal(whole, halves)
-    assert not (whole == whole[0]).all()  # each image its own draw

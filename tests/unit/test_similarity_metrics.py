@@ -15,8 +15,10 @@ from skimage.metrics import structural_similarity
 
 from heatcheck.metrics.base import direction_of
 from heatcheck.metrics.similarity import (
+    hog_cell,
     hog_pearson,
     normalise_for_comparison,
+    similarity_to_other_images,
     spearman_abs,
     spearman_signed,
     ssim,
@@ -105,24 +107,85 @@ def test_spearman_with_ties_matches_scipy() -> None:
     np.testing.assert_allclose(spearman_signed(a, b), expected, rtol=0, atol=1e-12)
 
 
-def test_ssim_matches_skimage_on_normalised_maps() -> None:
+def test_ssim_of_signed_maps_matches_skimage_with_range_two() -> None:
     a, b = _random_maps(seed=4), _random_maps(seed=5) + _random_maps(seed=4)
     na, nb = a / np.abs(a).max(axis=(1, 2), keepdims=True), b / np.abs(b).max(axis=(1, 2), keepdims=True)
     expected = [structural_similarity(x, y, data_range=2.0, win_size=7) for x, y in zip(na, nb, strict=True)]
     np.testing.assert_allclose(ssim(a, b), expected, rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize(("side", "cell"), [(64, 8), (224, 28)])
-def test_hog_pearson_matches_skimage_and_scipy(side: int, cell: int) -> None:
+def _sparse_maps(n: int, seed: int, side: int = 64, density: float = 0.2) -> np.ndarray:
+    """Non-negative maps, mostly zero: what absolute gradients look like."""
+    rng = np.random.default_rng(seed)
+    return (rng.random((n, side, side)) < density) * rng.random((n, side, side))
+
+
+def _quantus_ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Quantus's ssim (quantus/functions/similarity_func.py), written out: skimage's SSIM with
+    data_range the spread (max - min) of both arrays together and its default window."""
+    both = np.concatenate([a, b])
+    return float(structural_similarity(a, b, data_range=float(both.max() - both.min())))
+
+
+def test_ssim_of_non_negative_maps_uses_their_range_and_agrees_with_quantus() -> None:
+    a, b = _sparse_maps(3, seed=1), _sparse_maps(3, seed=2)
+    na, nb = a / a.max(axis=(1, 2), keepdims=True), b / b.max(axis=(1, 2), keepdims=True)
+    ours = ssim(a, b)
+    np.testing.assert_allclose(ours, [_quantus_ssim(x, y) for x, y in zip(na, nb, strict=True)], atol=1e-12)
+    np.testing.assert_allclose(
+        ours, [structural_similarity(x, y, data_range=1.0) for x, y in zip(na, nb, strict=True)], atol=1e-12)
+
+
+def test_unrelated_heavy_tailed_maps_score_a_third_not_above_a_half() -> None:
+    # The review's case: independent heavy-tailed maps in [0, 1] (what |gradients| look like).
+    # With data_range 2 they scored 0.58 on average; Quantus and we give about 0.33.
+    maps = np.random.default_rng(0).lognormal(0.0, 1.5, (16, 64, 64))
+    maps = maps / maps.max(axis=(1, 2), keepdims=True)
+    a, b = maps[:8], maps[8:]
+    ours = ssim(a, b)
+    np.testing.assert_allclose(ours, [_quantus_ssim(x, y) for x, y in zip(a, b, strict=True)], atol=1e-3)
+    assert ours.mean() == pytest.approx(0.33, abs=0.03)
+    too_wide = [structural_similarity(x, y, data_range=2.0) for x, y in zip(a, b, strict=True)]
+    assert np.mean(too_wide) > 0.55
+
+
+@pytest.mark.parametrize(("side", "cell"), [(3, 1), (5, 1), (16, 5), (23, 7), (24, 8), (64, 8), (224, 8)])
+def test_hog_cells_are_eight_pixels_except_on_tiny_maps(side: int, cell: int) -> None:
+    assert hog_cell(side, side) == cell
+    assert hog_cell(side, 500) == cell
+
+
+@pytest.mark.parametrize("side", [64, 224])
+def test_hog_pearson_matches_skimage_defaults_and_scipy(side: int) -> None:
     a, b = _random_maps((2, side, side), seed=6), _random_maps((2, side, side), seed=7)
     b = b + _random_maps((2, side, side), seed=6)
 
     def features(m: np.ndarray) -> np.ndarray:
-        normalised = m / np.abs(m).max()
-        return np.asarray(hog(normalised, pixels_per_cell=(cell, cell), cells_per_block=(2, 2)))
+        return np.asarray(hog(m / np.abs(m).max()))  # scikit-image's defaults: 8-px cells, 3x3 blocks
 
     expected = [pearsonr(features(x), features(y)).statistic for x, y in zip(a, b, strict=True)]
     np.testing.assert_allclose(hog_pearson(a, b), expected, rtol=0, atol=1e-12)
+
+
+def test_independent_heavy_tailed_maps_at_224_are_not_called_alike() -> None:
+    # With cells of a quarter-eighth of the side (28 px) these scored 0.97-0.98.
+    rng = np.random.default_rng(0)
+    a, b = rng.lognormal(0.0, 1.5, (2, 3, 224, 224))
+    assert np.all(hog_pearson(a, b) < 0.8)
+
+
+@pytest.mark.parametrize("fn", ALL)
+def test_similarity_to_other_images_compares_every_pair_of_a_small_batch(fn: SimilarityFn) -> None:
+    maps = _random_maps((4, 16, 16), seed=10)
+    pairs = {(i, j): float(fn(maps[[i]], maps[[j]])[0]) for i in range(4) for j in range(4) if i != j}
+    expected = [(pairs[i, (i + 1) % 4] + pairs[i, (i + 2) % 4]) / 2 for i in range(4)]
+    np.testing.assert_allclose(similarity_to_other_images(fn, maps), expected, atol=1e-12)
+
+
+def test_similarity_to_other_images_of_identical_maps_is_one_and_of_one_map_nan() -> None:
+    maps = np.repeat(_random_maps((1, 8, 8)), 5, axis=0)
+    np.testing.assert_array_equal(similarity_to_other_images(spearman_abs, maps), 1.0)
+    assert np.isnan(similarity_to_other_images(spearman_abs, maps[:1])).all()
 
 
 @pytest.mark.parametrize("shape", [(1, 3, 3), (1, 4, 5), (1, 6, 40), (1, 9, 9)])

@@ -15,8 +15,10 @@ from heatcheck.metrics.stability import (
     avg_sensitivity,
     map_ssim,
     max_sensitivity,
+    relative_change_to_other_images,
     relative_input_stability,
 )
+from heatcheck.perturbations import LinfBall
 
 MapStabilityFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 SENSITIVITIES: list[MapStabilityFn] = [max_sensitivity, avg_sensitivity]
@@ -192,3 +194,52 @@ def test_max_sensitivity_is_at_least_the_average(data: tuple[np.ndarray, np.ndar
 def test_map_ssim_lies_in_minus_one_to_one(data: tuple[np.ndarray, np.ndarray]) -> None:
     result = map_ssim(*data)
     assert np.all((result >= -1.0) & (result <= 1.0))
+
+
+def test_change_to_other_images_is_the_distance_of_unit_maps() -> None:
+    maps = np.abs(_random((4, 8, 8), seed=3))
+    unit = maps.reshape(4, -1) / np.linalg.norm(maps.reshape(4, -1), axis=1, keepdims=True)
+    pair = {(i, j): float(np.linalg.norm(unit[j] - unit[i])) for i in range(4) for j in range(4)}
+    expected = [(pair[i, (i + 1) % 4] + pair[i, (i + 2) % 4]) / 2 for i in range(4)]
+    np.testing.assert_allclose(relative_change_to_other_images(maps), expected, rtol=1e-12)
+    # the scale of the other image's map does not count, only its shape
+    rescaled = maps * np.array([1, 1e6, 1e-6, 3])[:, None, None]
+    np.testing.assert_allclose(relative_change_to_other_images(rescaled), expected, rtol=1e-9)
+
+
+def test_independent_uniform_maps_are_sqrt_half_apart_and_so_is_their_sensitivity() -> None:
+    # A random map control: each perturbed copy gets a fresh uniform map, as does every image.
+    rng = np.random.default_rng(0)
+    maps, copies = rng.random((16, 64, 64)), rng.random((16, 4, 64, 64))
+    assert relative_change_to_other_images(maps).mean() == pytest.approx(np.sqrt(0.5), abs=0.01)
+    assert avg_sensitivity(maps, copies).mean() == pytest.approx(np.sqrt(0.5), abs=0.01)
+
+
+def test_change_to_other_images_of_one_map_or_a_zero_map_is_nan() -> None:
+    assert np.isnan(relative_change_to_other_images(np.ones((1, 4, 4)))).all()
+    maps = np.stack([np.ones((4, 4)), np.zeros((4, 4)), 2 * np.ones((4, 4))])
+    result = relative_change_to_other_images(maps)
+    assert np.isnan(result[1])
+
+
+def test_max_sensitivity_grows_with_the_number_of_copies_which_is_why_k_is_fixed() -> None:
+    rng = np.random.default_rng(1)
+    maps = rng.random((32, 16, 16))
+    copies = maps[:, None] + rng.normal(0.0, 0.1, (32, 64, 16, 16))
+    by_k = [max_sensitivity(maps, copies[:, :k]).mean() for k in (16, 32, 64)]
+    assert by_k[0] < by_k[1] < by_k[2]
+    averages = [avg_sensitivity(maps, copies[:, :k]).mean() for k in (16, 32, 64)]
+    assert max(averages) - min(averages) < 0.01
+
+
+def test_linf_ball_copies_stay_in_the_ball_and_the_image_range() -> None:
+    image = np.random.default_rng(2).uniform(0, 255, (8, 8, 3))
+    image[0, 0] = [0.0, 255.0, 128.0]
+    copies = LinfBall(4.0).sample(image, 16, np.random.default_rng(3))
+    assert copies.shape == (16, 8, 8, 3)
+    assert np.abs(copies - image).max() <= 4.0 + 1e-4
+    assert copies.min() >= 0.0
+    assert copies.max() <= 255.0
+    # uniform in the ball: half of the offsets lie beyond half the radius
+    offsets = (copies - image)[:, 1:, 1:]
+    assert np.mean(np.abs(offsets) > 2.0) == pytest.approx(0.5, abs=0.03)
