@@ -264,7 +264,7 @@ def test_other_settings_are_refused_naming_each_difference(tmp_path):
     line = str(info.value)
     assert ("other settings: seed 0 (baseline) vs 1 (this run); profile ci (baseline) vs smoke (this run)"
             in line)
-    assert "sanity_images 8 (baseline) vs 4 (this run)" in line
+    assert "sanity_images 8 (baseline) vs 5 (this run)" in line
     assert "\n" not in line
 
 
