@@ -35,7 +35,7 @@ bench-peers:
 
 # Retrains the committed bench models (about 2.5 minutes each on 2 CPU cores).
 bench-models: $(STAMP)
-	$(PY) -m fixtures.train_bench $(ARGS)
+	$(PY) -m heatcheck.fixtures.train_bench $(ARGS)
 
 clean:
 	rm -rf reports/*.html reports/*.json reports/*.npz reports/*.png .heatcheck_cache

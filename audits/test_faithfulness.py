@@ -5,23 +5,23 @@ Deletion and insertion as RISE defines them (Petsiuk et al. 2018): pixels are re
 baseline (a blurred copy of the image by default) in the map's order, most important first,
 over the whole range, and the labelled class's probability is followed; insertion restores
 them into the baseline in the same order. Each image's area under the curve is compared with
-seeded random orders of the same image, paired per image (heatcheck.faithfulness).
+seeded random orders of the same image, paired per image (heatcheck.checks.faithfulness).
 Faithfulness is about the model, not the object: the shortcut model's maps on its tag are
 faithful, which is why this audit and localisation together tell a Clever Hans model apart.
 """
 
 import pytest
+from heatcheck.fixtures.audit_fixtures import input_errors, require
 
-from fixtures.audit_fixtures import input_errors, require
-from heatcheck.faithfulness import (
+from heatcheck.checks.faithfulness import (
     KINDS,
     RANDOM,
     RANDOM_ORDERS,
     gate_faithfulness,
     set_causal_curves,
 )
+from heatcheck.checks.perturbations import draw_seed
 from heatcheck.metrics.base import finite_mean
-from heatcheck.perturbations import draw_seed
 
 pytestmark = pytest.mark.heatcheck_audit
 

@@ -7,7 +7,7 @@ notebook audited ImageNet class 675, "moving van", as a rat).
 import numpy as np
 import pytest
 
-from heatcheck.predict import top_k_agreement
+from heatcheck.models.predict import top_k_agreement
 
 pytestmark = pytest.mark.heatcheck_audit
 

@@ -7,19 +7,19 @@ controls scored on the same images and masks (a random map, a centre prior, the 
 method's maps shuffled across images): a check passes when the method beats the strongest
 control by the margin with a bootstrap interval, fails when it is confidently at chance or
 below (its maps avoid the object) or no better than weak controls, and is inconclusive when
-the set cannot tell (heatcheck.decision).
+the set cannot tell (heatcheck.checks.decision).
 """
 
 import zlib
 
 import numpy as np
 import pytest
+from heatcheck.fixtures.audit_fixtures import input_errors, require
 
-from fixtures.audit_fixtures import input_errors, require
-from heatcheck.decision import decide
-from heatcheck.localisation import METRICS, fraction_summary, score_localisation, strong_control_remedy
+from heatcheck.checks.decision import decide
+from heatcheck.checks.localisation import METRICS, fraction_summary, score_localisation, strong_control_remedy
 from heatcheck.metrics.base import finite_mean
-from heatcheck.metrics.localisation import default_pointing_tolerance
+from heatcheck.metrics.pointing import default_pointing_tolerance
 
 pytestmark = pytest.mark.heatcheck_audit
 

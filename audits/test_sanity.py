@@ -4,17 +4,16 @@ Cascading randomisation re-initialises the model's weights from the logits down,
 step; a method whose maps stay similar explains the image, not the model. The data
 randomisation test compares with a model trained on permuted labels. Each similarity is read
 against its chance level on these images (the similarity of the method's maps of different
-images; heatcheck.sanity): after the last step, and on average over the steps. The
+images; heatcheck.checks.sanity): after the last step, and on average over the steps. The
 edge-detector control ignores the model and must fail.
 """
 
 import numpy as np
 import pytest
+from heatcheck.fixtures.audit_fixtures import random_label_spec, require
 
-from fixtures.audit_fixtures import random_label_spec, require
-from heatcheck.metrics.similarity import normalise_for_comparison
-from heatcheck.perturbations import draw_seed
-from heatcheck.sanity import (
+from heatcheck.checks.perturbations import draw_seed
+from heatcheck.checks.sanity import (
     MEASURES,
     UNCHANGED,
     UNRELATED,
@@ -23,6 +22,7 @@ from heatcheck.sanity import (
     model_randomisation,
     read_against_chance,
 )
+from heatcheck.metrics.similarity import normalise_for_comparison
 
 pytestmark = pytest.mark.heatcheck_audit
 

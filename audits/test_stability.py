@@ -6,19 +6,18 @@ radius. Map SSIM over a label-preserving family of Gaussian noise, brightness an
 shifts, counting only copies whose top-1 class is unchanged (relative input stability,
 Agarwal et al. 2022, recorded, not gated: its element-wise relative changes explode where
 pixels or map values are near zero). Each is read against the method's map of another image
-on the same images (heatcheck.stability). Then hypothesis searches the declared budget for the
+on the same images (heatcheck.checks.stability). Then hypothesis searches the declared budget for the
 smallest perturbation that breaks each map and shrinks it.
 """
 
 import numpy as np
 import pytest
+from heatcheck.fixtures.audit_fixtures import require
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from fixtures.audit_fixtures import require
-from heatcheck.metrics.base import finite_mean
-from heatcheck.perturbations import draw_seed
-from heatcheck.stability import (
+from heatcheck.checks.perturbations import draw_seed
+from heatcheck.checks.stability import (
     BALL_RADIUS,
     SENSITIVITY_SAMPLES,
     UNRELATED,
@@ -30,6 +29,7 @@ from heatcheck.stability import (
     score,
     search_counterexample,
 )
+from heatcheck.metrics.base import finite_mean
 
 pytestmark = pytest.mark.heatcheck_audit
 

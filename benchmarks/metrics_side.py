@@ -32,12 +32,12 @@ def _images(quick: bool) -> tuple[Any, Any]:
 
 
 def heatcheck_metrics(quick: bool) -> dict[str, dict[str, float]]:
+    from heatcheck.checks.perturbations import Perturbation
+    from heatcheck.checks.randomisation import layer_groups
+    from heatcheck.checks.sanity import model_randomisation
     from heatcheck.explain.provider import MapProvider
-    from heatcheck.metrics.localisation import pointing_game
-    from heatcheck.metrics.stability import max_sensitivity
-    from heatcheck.perturbations import Perturbation
-    from heatcheck.randomisation import layer_groups
-    from heatcheck.sanity import model_randomisation
+    from heatcheck.metrics.pointing import pointing_game
+    from heatcheck.metrics.sensitivity import max_sensitivity
     from heatcheck.settings import Settings
 
     audit_model, images = _images(quick)

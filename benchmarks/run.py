@@ -50,7 +50,7 @@ def seed_workload(quick: bool) -> tuple[Any, np.ndarray, np.ndarray]:
     """The model and inputs of W1: VGG16 (random weights, seeded) and 4 preprocessed images."""
     import keras
 
-    from heatcheck.preprocess import caffe
+    from heatcheck.models.preprocess import caffe
 
     keras.utils.set_random_seed(0)
     size = 64 if quick else 224
@@ -155,9 +155,8 @@ def w2(quick: bool) -> dict[str, Any]:
 
 def write_image_set(folder: Path, count: int) -> Path:
     """``count`` bench images (distinct seeds per 250) as PNG files with masks and a manifest."""
+    from heatcheck.fixtures.bench import make_bench
     from PIL import Image
-
-    from fixtures.bench import make_bench
 
     folder.mkdir(parents=True)
     rows = ["id,image,label,mask"]

@@ -17,7 +17,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  {name:7} {text}", file=sys.stderr)
         return 2
     if args[0] == "merge":
-        from heatcheck.merge import main as merge_main
+        from heatcheck.report.merge import main as merge_main
 
         return merge_main(args[1:])
     from heatcheck.report import main as report_main

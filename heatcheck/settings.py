@@ -17,7 +17,7 @@ METHODS = ("saliency", "smoothgrad", "gradcam", "gradcampp")
 # Controls exist to show what failing looks like: they ignore the model (edges) or everything.
 CONTROLS = ("edges", "noise")
 ENGINES = ("compiled", "tf-keras-vis")
-FAITHFULNESS_BASELINES = ("blur", "zeros", "mean")  # heatcheck.faithfulness.BASELINES
+FAITHFULNESS_BASELINES = ("blur", "zeros", "mean")  # heatcheck.checks.faithfulness.BASELINES
 # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS): 89,478,485 pixels, about
 # 256 MiB as RGBA. Larger images are refused with one line unless max_image_pixels is raised.
 MAX_IMAGE_PIXELS = 89_478_485
@@ -40,7 +40,7 @@ class Profile:
 
 
 PROFILES = {
-    # smoke's samples are heatcheck.decision's minimum of 5 images: fewer make every sanity and
+    # smoke's samples are heatcheck.checks.decision's minimum of 5 images: fewer make every sanity and
     # stability check inconclusive
     "smoke": Profile("smoke", bench_images=8, smooth_samples=20, sanity_images=5,
                      stability_images=5, hypothesis_examples=5),
@@ -121,7 +121,7 @@ class Settings:
     stability_search: str = "ci"  # hypothesis search depth: "ci" (derandomized, bounded) or "deep"
     max_image_pixels: int = MAX_IMAGE_PIXELS  # larger images are refused (decompression bombs)
     thresholds: Thresholds = field(default_factory=Thresholds)
-    # Calibrated gates (heatcheck.decision): an inconclusive check fails the run only when
+    # Calibrated gates (heatcheck.checks.decision): an inconclusive check fails the run only when
     # this is set (strict gates); localisation audits only images whose mask covers less
     # than max_mask_fraction of the image (None: all).
     faithfulness_steps: int = 16  # points on the deletion and insertion curves (RISE runs the whole range)
@@ -133,7 +133,7 @@ class Settings:
     # cannot then tell a good map from a prior, and "not better" is inconclusive, not failed.
     weak_control: float = 0.25
     min_images: int = 5  # fewer scored images: every calibrated check is inconclusive
-    # The model-validation gate (heatcheck.baseline): an accepted run's results.json to compare
+    # The model-validation gate (heatcheck.checks.baseline): an accepted run's results.json to compare
     # with, how much worse each metric may get, and where to store this run as the next one.
     baseline: str | None = None
     tolerances: Thresholds = field(default_factory=lambda: Thresholds(kind="tolerance"))

@@ -1,7 +1,7 @@
 """The session's map provider: one engine per model, maps cached on disk.
 
 Audits ask for maps of several methods at once, so that the compiled engine can share passes
-between them. With the disk cache on, unnormalised maps are kept per image (heatcheck.cache),
+between them. With the disk cache on, unnormalised maps are kept per image (heatcheck.explain.cache),
 so that sanity and stability reuse the maps of the map pass (heatcheck.explain.mapset) and an
 unchanged second run computes none; with --no-cache they are computed again.
 """
@@ -13,11 +13,10 @@ from typing import Any
 import numpy as np
 
 import heatcheck
-from heatcheck import preprocess
-from heatcheck.cache import MapCache
 from heatcheck.explain import controls
+from heatcheck.explain.cache import MapCache
 from heatcheck.explain.postprocess import normalise_per_image
-from heatcheck.models import AuditModel
+from heatcheck.models import AuditModel, preprocess
 from heatcheck.settings import CONTROLS, Settings
 
 CAM_METHODS = ("gradcam", "gradcampp")

@@ -206,7 +206,7 @@ def hog_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     grew with the image (28 px at 224x224) averaged away all structure: two independent
     heavy-tailed maps scored 0.93-0.98. Even 8-px cells leave unrelated sparse maps well above
     0 (about 0.7-0.8), which is why the sanity audit reads every similarity against the
-    similarity of maps of different images (``heatcheck.sanity``). HOG orientations are
+    similarity of maps of different images (``heatcheck.checks.sanity``). HOG orientations are
     unsigned, so a map and its negation score 1. Maps must be at least 3x3.
 
     References: Adebayo et al., "Sanity Checks for Saliency Maps", NeurIPS 2018, arXiv:1810.03292;

@@ -163,9 +163,8 @@ def test_images_read_from_files_batch_by_batch_audit_like_the_bench_in_memory(py
     monkeypatch.setenv("TMPDIR", str(tmpdir))
     (pytester.path / "seen.py").write_text(SEE_MAP_FILES)
     monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    from heatcheck.fixtures.bench import make_bench
     from PIL import Image
-
-    from fixtures.bench import make_bench
 
     images, labels, masks, ids = make_bench(24, seed=0)
     rows = ["id,image,label,mask"]

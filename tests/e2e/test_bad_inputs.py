@@ -10,9 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from heatcheck.fixtures.bench import CLASS_NAMES, make_bench
 from PIL import Image
-
-from fixtures.bench import CLASS_NAMES, make_bench
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,11 +8,11 @@ import json
 
 import numpy as np
 import pytest
+from heatcheck.fixtures.audit_fixtures import BENCH_MODELS
+from heatcheck.fixtures.bench import CLASS_NAMES, TAG_COLOURS, make_bench, tag_slice
 
-from fixtures.audit_fixtures import BENCH_MODELS
-from fixtures.bench import CLASS_NAMES, TAG_COLOURS, make_bench, tag_slice
 from heatcheck import models
-from heatcheck.predict import predict_proba
+from heatcheck.models.predict import predict_proba
 
 FRESH_SEED = 3000
 COUNT = 400

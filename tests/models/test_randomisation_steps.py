@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from heatcheck import applications, randomisation
+from heatcheck.checks import randomisation
+from heatcheck.models import applications
 
 # The smallest input each architecture builds with (InceptionV3 needs 75); weights=None, no download.
 SIZES = {"vgg16": 32, "vgg19": 32, "resnet50": 32, "mobilenet_v2": 32, "efficientnetb0": 32,

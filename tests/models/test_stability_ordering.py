@@ -3,14 +3,14 @@
 
 import numpy as np
 import pytest
+from heatcheck.fixtures.audit_fixtures import BENCH_MODELS
+from heatcheck.fixtures.bench import make_bench
 
-from fixtures.audit_fixtures import BENCH_MODELS
-from fixtures.bench import make_bench
 from heatcheck import data, models
+from heatcheck.checks.perturbations import Perturbation
+from heatcheck.checks.stability import explain_perturbed, perturb, score
 from heatcheck.explain.provider import MapProvider
-from heatcheck.perturbations import Perturbation
 from heatcheck.settings import Settings
-from heatcheck.stability import explain_perturbed, perturb, score
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +45,9 @@ def test_max_sensitivity_is_the_same_in_every_profile():
     """K and the radius are fixed and every image's copies are seeded by its id, so the profile
     (which only changes how many images are sampled) changes no image's max-sensitivity, and
     the means of two profiles agree within the sampling error of the larger sample."""
-    from heatcheck.decision import bootstrap_interval
+    from heatcheck.checks.decision import bootstrap_interval
+    from heatcheck.checks.stability import SENSITIVITY_SAMPLES, linf_ball_set
     from heatcheck.settings import PROFILES
-    from heatcheck.stability import SENSITIVITY_SAMPLES, linf_ball_set
 
     audit_model = models.load(BENCH_MODELS / "clean.keras", "bench:clean")
     x, y, m, ids = make_bench(16, seed=22)

@@ -1,4 +1,4 @@
-"""The model-validation gate's pure parts (heatcheck.baseline): loading and refusing baselines,
+"""The model-validation gate's pure parts (heatcheck.checks.baseline): loading and refusing baselines,
 the paired comparison with its three outcomes, the regression line, content hashes."""
 
 import json
@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from heatcheck.baseline import (
+from heatcheck.checks.baseline import (
     Baseline,
     BaselineError,
     as_check,
@@ -21,8 +21,8 @@ from heatcheck.baseline import (
     save_baseline,
     tolerance_key,
 )
-from heatcheck.content_hash import content_hash, content_hashes
-from heatcheck.results import SCHEMA
+from heatcheck.data.content_hash import content_hash, content_hashes
+from heatcheck.report.results import SCHEMA
 from heatcheck.settings import PROFILES, Settings, SettingsError, build_thresholds
 
 KEY = ("localisation", "energy_pointing_game", "gradcam")

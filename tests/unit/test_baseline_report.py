@@ -6,7 +6,7 @@ import re
 import numpy as np
 
 from heatcheck import report
-from heatcheck.baseline import as_check, compare_check
+from heatcheck.checks.baseline import as_check, compare_check
 
 SIZE = 16
 IDS = ["img-0", "img-1", "img-2", "img-3", "img-4", "img-5"]

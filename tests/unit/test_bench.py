@@ -5,10 +5,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from skimage import measure
-
-from fixtures.audit_fixtures import load_labelled_images
-from fixtures.bench import (
+from heatcheck.fixtures.audit_fixtures import load_labelled_images
+from heatcheck.fixtures.bench import (
     CLASS_NAMES,
     LARGE_FRACTION,
     SIZE,
@@ -18,6 +16,8 @@ from fixtures.bench import (
     make_image,
     tag_slice,
 )
+from skimage import measure
+
 from heatcheck.settings import PROFILES, Settings
 
 

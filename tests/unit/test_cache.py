@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from heatcheck.cache import MapCache
+from heatcheck.explain.cache import MapCache
 
 
 def test_round_trip_and_counts(tmp_path):

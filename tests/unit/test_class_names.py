@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from heatcheck import class_names
+from heatcheck.models import class_names
 
 
 def test_json_object_keyed_by_index_in_any_order(tmp_path: Path) -> None:

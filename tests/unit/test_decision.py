@@ -1,11 +1,11 @@
-"""heatcheck.decision: the three outcomes on scores whose answer is known."""
+"""heatcheck.checks.decision: the three outcomes on scores whose answer is known."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from heatcheck.decision import bootstrap_interval, decide
+from heatcheck.checks.decision import bootstrap_interval, decide
 
 RNG = np.random.default_rng(0)
 

@@ -4,7 +4,7 @@ oracles through the curve builder, orders that favour nothing, and the paired ga
 import numpy as np
 import pytest
 
-from heatcheck.faithfulness import (
+from heatcheck.checks.faithfulness import (
     baseline_images,
     causal_curves,
     fractions,
@@ -14,7 +14,7 @@ from heatcheck.faithfulness import (
     ranks_of,
 )
 from heatcheck.metrics.base import direction_of
-from heatcheck.metrics.faithfulness import deletion_auc, deletion_order, insertion_auc
+from heatcheck.metrics.causal import deletion_auc, deletion_order, insertion_auc
 
 FRACTIONS = np.array([0.0, 0.1, 0.2, 0.4])
 

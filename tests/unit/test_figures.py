@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from heatcheck import figures
+from heatcheck.report import figures
 
 TEXTS = {
     "latin-1 file name": "cat/caf\udce9.png",  # how Python holds a file name that is not UTF-8

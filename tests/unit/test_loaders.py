@@ -14,7 +14,7 @@ from hypothesis.extra.numpy import arrays
 from PIL import ExifTags, Image
 
 from heatcheck.data import ImageError, ImageSet, LabelledImages
-from heatcheck.loaders import load_labelled_images
+from heatcheck.data.loaders import load_labelled_images
 
 REPEATABLE = settings(derandomize=True, database=None, deadline=None, max_examples=40)
 SIZE = (8, 8)
@@ -595,7 +595,7 @@ def test_loading_keeps_no_pixels_and_reading_asks_for_one_batch_at_a_time(
     assert len(image_set) == 10
     assert not any(isinstance(v, np.ndarray) and v.ndim > 1 for v in vars(image_set).values())
 
-    from heatcheck import loaders
+    from heatcheck.data import loaders
 
     decoded: list[str] = []
     real = loaders._read_image

@@ -1,14 +1,14 @@
-"""The localisation audit's negative controls and its scoring pass (heatcheck.localisation)."""
+"""The localisation audit's negative controls and its scoring pass (heatcheck.checks.localisation)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from heatcheck.checks.localisation import METRICS, fraction_summary, score_localisation
 from heatcheck.data import ImageSet, LabelledImages
 from heatcheck.explain import controls
 from heatcheck.explain.mapset import MapSet
-from heatcheck.localisation import METRICS, fraction_summary, score_localisation
 
 
 def _set(n: int = 12, size: int = 16, batch: int = 5) -> tuple[ImageSet, np.ndarray]:

@@ -12,7 +12,7 @@ from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
 from heatcheck.metrics.base import direction_of
-from heatcheck.metrics.localisation import (
+from heatcheck.metrics.pointing import (
     chance_corrected,
     default_pointing_tolerance,
     energy_pointing_game,

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from heatcheck.fixtures.audit_fixtures import gallery_rows
 
-from fixtures.audit_fixtures import gallery_rows
 from heatcheck.data import ImageSet, LabelledImages
 from heatcheck.explain import mapset
 from heatcheck.explain.mapset import MapStorageError, compute_map_set
-from heatcheck.metrics.localisation import energy_pointing_game, mask_fraction
+from heatcheck.metrics.pointing import energy_pointing_game, mask_fraction
 
 
 class FakeProvider:

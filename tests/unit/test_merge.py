@@ -1,5 +1,5 @@
-"""Shards' partial results (heatcheck.partial) and merging them (heatcheck.merge): files read back
-exactly, shards that do not belong together refused with one line, stores put together."""
+"""Shards' partial results (heatcheck.report.partial) and merging them
+(heatcheck.report.merge): files read back exactly, shards that do not belong together refused with one line, stores put together."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from heatcheck.gallery import gallery_rows, merge_galleries
-from heatcheck.localisation import LocalisationRun
-from heatcheck.merge import MergeError, check_compatible, main, merge
-from heatcheck.partial import (
+from heatcheck.checks.localisation import LocalisationRun
+from heatcheck.data.sharding import Shard
+from heatcheck.report.gallery_choice import gallery_rows, merge_galleries
+from heatcheck.report.merge import MergeError, check_compatible, main, merge
+from heatcheck.report.partial import (
     AuditItem,
     Partial,
     find_partials,
@@ -26,7 +27,6 @@ from heatcheck.partial import (
     write_partial,
 )
 from heatcheck.settings import PROFILES, Settings, build_thresholds
-from heatcheck.sharding import Shard
 
 SETTINGS = Settings(profile=PROFILES["smoke"], seed=3, methods=("saliency", "gradcam"),
                     thresholds=build_thresholds({"map_ssim": {"default": 0.7, "saliency": 0.5}},

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from heatcheck.models import ModelError
-from heatcheck.predict import reject_nonfinite_outputs, top_k_agreement
+from heatcheck.models.predict import reject_nonfinite_outputs, top_k_agreement
 
 
 def test_nonfinite_output_names_the_first_image_by_id_and_index_in_the_set() -> None:

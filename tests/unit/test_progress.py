@@ -1,11 +1,11 @@
-"""Progress of a long pass (heatcheck.progress): the line, in place on a terminal or every N seconds
+"""Progress of a long pass (heatcheck.plugin.progress): the line, in place on a terminal or every N seconds
 in a log, and several workers' passes summed."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from heatcheck.progress import FileSink, PassProgress, State, TerminalSink, read_states, summed
+from heatcheck.plugin.progress import FileSink, PassProgress, State, TerminalSink, read_states, summed
 
 
 class Clock:

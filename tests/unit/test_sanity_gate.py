@@ -1,12 +1,12 @@
-"""The sanity gate (heatcheck.sanity): similarities read against their chance level, three outcomes."""
+"""The sanity gate (heatcheck.checks.sanity): similarities read against their chance level, three outcomes."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from heatcheck.checks.sanity import MEASURES, curve_area, gate_similarity, read_against_chance
 from heatcheck.metrics.similarity import chance_normalised, similarity_to_other_images
-from heatcheck.sanity import MEASURES, curve_area, gate_similarity, read_against_chance
 
 SEED = [0, 1]
 

@@ -1,4 +1,4 @@
-"""Which images a shard audits (heatcheck.sharding) and the per-image work that must not depend on
+"""Which images a shard audits (heatcheck.data.sharding) and the per-image work that must not depend on
 how the set is split: the localisation scores and controls, the deletion tie-breaks."""
 
 from __future__ import annotations
@@ -6,12 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from heatcheck.checks.localisation import METRICS, score_localisation
 from heatcheck.data import ImageSet, LabelledImages
-from heatcheck.explain.mapset import MapSet
-from heatcheck.localisation import METRICS, score_localisation
-from heatcheck.merge import combine
-from heatcheck.settings import PROFILES, Settings
-from heatcheck.sharding import (
+from heatcheck.data.sharding import (
     SAMPLE_FAMILIES,
     Shard,
     ShardError,
@@ -22,6 +19,9 @@ from heatcheck.sharding import (
     runs_family,
     whole_of,
 )
+from heatcheck.explain.mapset import MapSet
+from heatcheck.report.merge import combine
+from heatcheck.settings import PROFILES, Settings
 
 
 @pytest.mark.parametrize(("total", "batch", "count"), [(12, 4, 3), (12, 4, 2), (10, 3, 4), (12, 32, 3),

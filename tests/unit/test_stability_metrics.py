@@ -1,4 +1,4 @@
-"""Explanation-stability metrics (heatcheck.metrics.stability) against known answers."""
+"""Explanation-stability metrics (heatcheck.metrics.sensitivity) against known answers."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from heatcheck.checks.perturbations import LinfBall
 from heatcheck.metrics.base import direction_of
-from heatcheck.metrics.stability import (
+from heatcheck.metrics.sensitivity import (
     avg_sensitivity,
     map_ssim,
     max_sensitivity,
     relative_change_to_other_images,
     relative_input_stability,
 )
-from heatcheck.perturbations import LinfBall
 
 MapStabilityFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 SENSITIVITIES: list[MapStabilityFn] = [max_sensitivity, avg_sensitivity]

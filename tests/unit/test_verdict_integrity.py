@@ -1,5 +1,5 @@
 """The verdict rests on what ran: caveats, inconclusive checks, whole-run errors, and the
-report's plain-words summaries (heatcheck.coverage, heatcheck.results, heatcheck.summaries)."""
+report's plain-words summaries (heatcheck.report.coverage, .results and .summaries)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import copy
 from test_report import make_results  # tests/unit is on sys.path (rootdir conftest, prepend mode)
 
 from heatcheck import report
-from heatcheck.coverage import caveats, family_of, scope
-from heatcheck.results import Check, ResultStore
-from heatcheck.summaries import family_summaries
+from heatcheck.report.coverage import caveats, family_of, scope
+from heatcheck.report.results import Check, ResultStore
+from heatcheck.report.summaries import family_summaries
 
 ALL = ["labels", "localisation", "sanity", "stability", "faithfulness"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from heatcheck.errors import ModelError, one_line
-from heatcheck.model_sources import file_sha256, load_weights_file, weights_sha256
+from heatcheck.models.sources import file_sha256, load_weights_file, weights_sha256
 
 # --weights none: random weights drawn from this seed, so that runs repeat.
 RANDOM_WEIGHTS_SEED = 0
@@ -27,7 +27,7 @@ class Application:
 
     name: str  # heatcheck's name, e.g. "mobilenet_v2"
     builder: str  # the keras.applications function, e.g. "MobileNetV2"
-    preprocess: str  # a heatcheck.preprocess name
+    preprocess: str  # a heatcheck.models.preprocess name
     size: int  # input height and width of the ImageNet weights
     weights_file: str  # the file keras.applications caches under models/ (with top)
 

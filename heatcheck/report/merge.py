@@ -7,11 +7,11 @@ then builds the whole run's ResultStore:
 
 * per-image values are put back in set order (the shards' blocks are contiguous, in order) and
   the whole-set checks are decided again from them by their own test functions
-  (heatcheck.replay): means, rates, controls and bootstrap intervals are never averaged from
+  (heatcheck.plugin.replay): means, rates, controls and bootstrap intervals are never averaged from
   the shards' own;
 * the sample audits' checks (sanity, stability) come whole from the shard that ran them;
 * images' rows, errors and model passes are put together, the gallery is chosen again among
-  the shards' candidates (heatcheck.gallery).
+  the shards' candidates (heatcheck.report.gallery_choice).
 """
 
 from __future__ import annotations
@@ -25,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from heatcheck.faithfulness import SetCurves
-from heatcheck.gallery import is_gallery_key, merge_galleries
-from heatcheck.localisation import LocalisationRun, fraction_summary
-from heatcheck.partial import (
+from heatcheck.checks.faithfulness import SetCurves
+from heatcheck.checks.localisation import LocalisationRun, fraction_summary
+from heatcheck.data.sharding import SAMPLE_FAMILIES
+from heatcheck.report.gallery_choice import is_gallery_key, merge_galleries
+from heatcheck.report.partial import (
     LOCAL_SETTINGS,
     Partial,
     PartialError,
@@ -36,9 +37,8 @@ from heatcheck.partial import (
     read_partial,
     settings_from_json,
 )
-from heatcheck.results import Check, ResultStore
+from heatcheck.report.results import Check, ResultStore
 from heatcheck.settings import Settings
-from heatcheck.sharding import SAMPLE_FAMILIES
 
 
 class MergeError(ValueError):
@@ -81,8 +81,8 @@ def merge(partials: Sequence[Partial], *, replay: bool = True) -> Merged:
             continue
         outcomes = [p.outcomes.get(item.nodeid, {}).get("outcome") for p in ordered]
         if replay and all(o in CONTRIBUTED for o in outcomes) and "computed" in outcomes:
-            from heatcheck.replay import ReplayError
-            from heatcheck.replay import replay as run_again
+            from heatcheck.plugin.replay import ReplayError
+            from heatcheck.plugin.replay import replay as run_again
 
             try:
                 run_again(item, first.rootdir, values, store, settings)
@@ -231,8 +231,8 @@ FINISHERS["localisation_run"] = _finish_localisation
 
 def _values(ordered: Sequence[Partial], store: ResultStore) -> dict[str, Any]:
     """Every kept fixture value, its shards' parts put together in set order, and the stand-ins
-    for the image sets and the map provider (heatcheck.replay)."""
-    from heatcheck.replay import ReplayImages, ReplayProvider
+    for the image sets and the map provider (heatcheck.plugin.replay)."""
+    from heatcheck.plugin.replay import ReplayImages, ReplayProvider
 
     values: dict[str, Any] = {}
     names = {name for p in ordered for name in p.values}

@@ -8,7 +8,7 @@ Two families of copies, each named for what it is:
   is of the labelled class, whatever the model now predicts; the share of copies whose top-1
   class changed is recorded). K and the radius are the same in every profile: a maximum over K
   copies grows with K, so profiles change how many images, never the definition.
-- The label-preserving family (Gaussian noise, brightness, contrast; heatcheck.perturbations):
+- The label-preserving family (Gaussian noise, brightness, contrast; heatcheck.checks.perturbations):
   ``COPIES_PER_LEVEL`` copies per level, only those whose top-1 class is unchanged count (a map
   should change when the decision does); the share discarded is recorded; map SSIM is gated.
 
@@ -16,7 +16,7 @@ Every copy of an image is drawn from a generator seeded by the run's seed and th
 so an image's copies do not depend on how many images are audited. Maps are compared
 unnormalised, through the metrics' own scale handling, and SmoothGrad uses the same noise draws
 for x and x'. Each score is read against what a map that carries nothing about the input
-scores on these images: the method's map of another image (heatcheck.metrics.stability).
+scores on these images: the method's map of another image (heatcheck.metrics.sensitivity).
 
 References: Yeh et al., "On the (In)fidelity and Sensitivity of Explanations", NeurIPS 2019,
 arXiv:1901.09392.
@@ -30,20 +30,20 @@ from typing import Any
 
 import numpy as np
 
+from heatcheck.checks.decision import Decision, decide
+from heatcheck.checks.perturbations import LABEL_PRESERVING, LinfBall, Perturbation, draw_seed
 from heatcheck.data import LabelledImages
-from heatcheck.decision import Decision, decide
 from heatcheck.explain.provider import MapProvider
 from heatcheck.metrics.base import finite_mean
-from heatcheck.metrics.similarity import chance_normalised, similarity_to_other_images, ssim
-from heatcheck.metrics.stability import (
+from heatcheck.metrics.sensitivity import (
     avg_sensitivity,
     map_ssim,
     max_sensitivity,
     relative_change_to_other_images,
     relative_input_stability,
 )
-from heatcheck.perturbations import LABEL_PRESERVING, LinfBall, Perturbation, draw_seed
-from heatcheck.predict import predict_proba
+from heatcheck.metrics.similarity import chance_normalised, similarity_to_other_images, ssim
+from heatcheck.models.predict import predict_proba
 
 METRICS: dict[str, Callable[..., np.ndarray]] = {
     "map_ssim": map_ssim, "max_sensitivity": max_sensitivity, "avg_sensitivity": avg_sensitivity,
@@ -175,7 +175,7 @@ def read_against_unrelated(pset: PerturbedSet, method: str, metric: str) -> Stab
 def gate_stability(normalised: np.ndarray, metric: str, margin: float, seed: list[int]) -> Decision:
     """Pass when the maps confidently stay at least ``margin`` (in units of the unrelated level)
     closer to the original than the method's map of another image, with a bootstrap interval
-    over images; fail when confidently not; inconclusive otherwise. heatcheck.decision.decide
+    over images; fail when confidently not; inconclusive otherwise. heatcheck.checks.decision.decide
     with the map of another image as the control and the chance level (sensitivity 1, map
     SSIM 0 after normalisation)."""
     values = np.asarray(normalised, np.float64)

@@ -3,7 +3,7 @@
 A new model version is judged against the version that was accepted, not only against fixed
 thresholds: every check of the baseline is compared with the same check of the new run, image
 by image on the images both runs scored (paired), and the mean change gets the same seeded
-percentile bootstrap interval as the calibrated gates (:func:`heatcheck.decision.bootstrap_interval`).
+percentile bootstrap interval as the calibrated gates (:func:`heatcheck.checks.decision.bootstrap_interval`).
 A regression check is
 
 - **passed** when the interval's lower end is no worse than the metric's tolerance,
@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from heatcheck.decision import Interval, Outcome, bootstrap_interval
-from heatcheck.results import SCHEMA, Check
+from heatcheck.checks.decision import Interval, Outcome, bootstrap_interval
+from heatcheck.report.results import SCHEMA, Check
 from heatcheck.settings import Settings, SettingsError, Thresholds
 
 AUDIT = "regression"  # the audit name of the regression checks in results.json
@@ -104,7 +104,7 @@ def load_baseline(path: str | Path) -> Baseline:
 
 def save_baseline(results_file: Path, target: str | Path) -> Path:
     """Copy a run's results.json to ``target`` (a file, or a folder that gets a results.json)."""
-    from heatcheck.results import atomic_write
+    from heatcheck.report.results import atomic_write
 
     path = Path(target)
     if path.is_dir() or path.suffix != ".json":

@@ -1,9 +1,9 @@
-"""The pytest side of the model-validation gate (heatcheck.baseline): ``--baseline`` checked
+"""The pytest side of the model-validation gate (heatcheck.checks.baseline): ``--baseline`` checked
 before TensorFlow loads, one regression test per compared check after every audit, the image
 set checked once predictions are made, ``--save-baseline``, and the terminal summary.
 
 Part of the pytest plugin (it goes to heatcheck/plugin/ when the package is split); the
-comparisons themselves are plain functions in heatcheck.baseline.
+comparisons themselves are plain functions in heatcheck.checks.baseline.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from heatcheck.baseline import (
+from heatcheck.checks.baseline import (
     AUDIT,
     Baseline,
     BaselineError,
@@ -31,9 +31,9 @@ from heatcheck.baseline import (
     save_baseline,
     tolerance_key,
 )
-from heatcheck.gate import INCONCLUSIVE_PROPERTY
 from heatcheck.plugin import AUDIT_INFO_KEY, AUDIT_ITEMS_KEY, SETTINGS_KEY, STORE_KEY
-from heatcheck.results import Check
+from heatcheck.plugin.gate import INCONCLUSIVE_PROPERTY
+from heatcheck.report.results import Check
 
 BASELINE_KEY = pytest.StashKey[Baseline]()
 

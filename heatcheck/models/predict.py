@@ -6,9 +6,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from heatcheck import preprocess
 from heatcheck.data import ImageSet, LabelledImages
-from heatcheck.models import AuditModel, ModelError
+from heatcheck.models import AuditModel, ModelError, preprocess
 
 
 def predict_proba(audit_model: AuditModel, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:

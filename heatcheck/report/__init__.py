@@ -23,8 +23,9 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from heatcheck import baseline_report, coverage, figures
-from heatcheck.summaries import family_summaries
+from heatcheck.report import baseline as baseline_section
+from heatcheck.report import coverage, figures
+from heatcheck.report.summaries import family_summaries
 
 TEMPLATE = "report.html.j2"
 # The order in which methods appear in the gallery (controls last: they show what failing is).
@@ -344,7 +345,7 @@ def gallery_order(ids: Sequence[str], items_by_id: Mapping[str, Mapping[str, Any
     the images that got worst over the regressed checks; otherwise the lowest mean per-image
     score over failed localisation checks ("lower is better" metrics negated)."""
     failed = [c for c in checks if c.get("audit") == "localisation" and check_status(c) == "failed"]
-    changes = baseline_report.image_changes(checks)
+    changes = baseline_section.image_changes(checks)
 
     def badness(image_id: str) -> float:
         if changes:
@@ -379,7 +380,7 @@ def gallery(arrays: Mapping[str, np.ndarray], items_by_id: Mapping[str, Mapping[
     ids = ids_of(arrays)
     methods = method_keys(arrays, "map")
     order = gallery_order(ids, items_by_id, checks)
-    changes = baseline_report.image_changes(checks)
+    changes = baseline_section.image_changes(checks)
     rows = []
     for index in order[:max(0, max_gallery)]:
         item = items_by_id.get(ids[index], {})
@@ -652,7 +653,7 @@ def comparison(results: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str
 def _environment_of_template() -> jinja2.Environment:
     # autoescape on for everything: every string in the page may come from the user.
     return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
+        loader=jinja2.PackageLoader("heatcheck.report", "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
@@ -711,7 +712,7 @@ def render(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None =
         sanity=drawn["sanity"], stability=stability(checks), gallery=drawn["gallery"],
         faithfulness=faithfulness_curves(checks),
         comparison=comparison(results, compare) if isinstance(compare, Mapping) else None,
-        regression=baseline_report.regressions(results),
+        regression=baseline_section.regressions(results),
         notes=[*notes, *array_notes], colormap=colormap)
 
 

@@ -13,7 +13,7 @@ keeps what they are decided from. Its partial is two files in its report folder,
   outputs, the localisation scores and controls, the deletion curves) for the shard's block,
   at full precision (arrays in the .npz, never rounded as results.json rounds them);
 * the Settings, the heatcheck version and commit and a fingerprint of the image set, which
-  heatcheck.merge compares before it merges anything.
+  heatcheck.report.merge compares before it merges anything.
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from heatcheck.results import atomic_write
+from heatcheck.data.sharding import Shard
+from heatcheck.report.results import atomic_write
 from heatcheck.settings import Profile, Settings, Thresholds
-from heatcheck.sharding import Shard
 
 SCHEMA = "heatcheck-partial/1"
 PREFIX = "heatcheck-partial-"

@@ -14,9 +14,9 @@ How heatcheck runs past one process (the design; README "Past one process"):
 * The sample audits (sanity, stability, with the hypothesis search) work on the first images
   of the set and their work does not split by image: each runs whole on one shard
   (:func:`runs_family`), on the same sample one process would use.
-* Each shard keeps its per-image values (heatcheck.partial) and heatcheck.merge puts them back
+* Each shard keeps its per-image values (heatcheck.report.partial) and heatcheck.report.merge puts them back
   in set order and recomputes every aggregate and every calibrated decision from them by
-  running the same test functions on the merged values (heatcheck.replay).
+  running the same test functions on the merged values (heatcheck.plugin.replay).
 
 pytest-xdist workers are shards of one machine (worker ``gwI`` of ``N`` is shard ``I/N``, the
 controller merges); ``--shard I/N`` is a shard on its own (``python -m heatcheck merge``).

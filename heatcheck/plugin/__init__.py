@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 
 import heatcheck
-from heatcheck import shard_plugin
-from heatcheck.baseline import audit_settings
-from heatcheck.coverage import family_of, scope
-from heatcheck.gate import INCONCLUSIVE_PROPERTY
-from heatcheck.results import Check, ResultStore
+from heatcheck.checks.baseline import audit_settings
+from heatcheck.plugin import shards
+from heatcheck.plugin.gate import INCONCLUSIVE_PROPERTY
+from heatcheck.report.coverage import family_of, scope
+from heatcheck.report.results import Check, ResultStore
 from heatcheck.settings import (
     ENGINES,
     METHODS,
@@ -216,11 +216,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[AUDIT_ITEMS_KEY] = []
     config.stash[AUDIT_INFO_KEY] = {}
     config.pluginmanager.register(AuditSession(config), "heatcheck-session")
-    from heatcheck.baseline_session import configure_baseline  # it imports this module's keys
+    from heatcheck.plugin.baseline import configure_baseline  # it imports this module's keys
 
     configure_baseline(config)
-    # Past one process (--shard, pytest-xdist): heatcheck.shard_plugin
-    shard_plugin.configure(config, settings, config.getoption("hc_shard"))
+    # Past one process (--shard, pytest-xdist): heatcheck.plugin.shards
+    shards.configure(config, settings, config.getoption("hc_shard"))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -240,7 +240,7 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     """An inconclusive check is its own outcome in the terminal (``I``, "N inconclusive"), not a pass."""
     if report.when == "call" and report.passed and INCONCLUSIVE_PROPERTY in report.user_properties:
         return "inconclusive", "I", "INCONCLUSIVE"
-    return shard_plugin.computed_status(report)
+    return shards.computed_status(report)
 
 
 def _is_audit(item: pytest.Item) -> bool:
@@ -287,7 +287,7 @@ def environment(config: pytest.Config) -> dict[str, object]:
         "wall_s": round(time.perf_counter() - config.stash[START_KEY], 2),
         "TF_KERAS_VIS_MAX_STEPS": os.environ.get("TF_KERAS_VIS_MAX_STEPS"),
         "thresholds_source": dict(settings.thresholds.source),
-        "audit_settings": audit_settings(settings),  # what a baseline must share (heatcheck.baseline)
+        "audit_settings": audit_settings(settings),  # what a baseline must share (heatcheck.checks.baseline)
     }
     for module, key in (("tensorflow", "tensorflow"), ("keras", "keras"), ("tf_keras_vis", "tf_keras_vis")):
         mod = sys.modules.get(module)
@@ -371,10 +371,10 @@ class AuditSession:
 
     def _write(self, *, final: bool) -> None:
         """results.json and index.html; galleries (maps.npz) only at the end of the session.
-        A shard writes its partial results instead, at the end (heatcheck.partial)."""
+        A shard writes its partial results instead, at the end (heatcheck.report.partial)."""
         from heatcheck.report import write_report
 
-        shard = self.config.stash.get(shard_plugin.SHARD_KEY, None)
+        shard = self.config.stash.get(shards.SHARD_KEY, None)
         if shard is not None and not final:
             return
         self.store.not_run = [n for n in self.config.stash[AUDIT_ITEMS_KEY] if n not in self.done]
@@ -395,7 +395,7 @@ class AuditSession:
             return
         for line in self.store.input_errors:
             terminalreporter.write_line(f"heatcheck: input error: {line}", yellow=True)
-        shard = config.stash.get(shard_plugin.SHARD_KEY, None)
+        shard = config.stash.get(shards.SHARD_KEY, None)
         if shard is not None:
             terminalreporter.write_line(
                 f"heatcheck shard {shard.shard}: partial results in {self.partial}; "

@@ -1,6 +1,6 @@
 """Faithfulness: does removing (or restoring) what a map calls important change the model's decision?
 
-Pure functions on the probability curves that the audit measures (heatcheck.faithfulness
+Pure functions on the probability curves that the audit measures (heatcheck.checks.faithfulness
 calls the model; these never do).
 """
 

@@ -145,7 +145,7 @@ def load_model_object(spec: str, *, safe_mode: bool = True) -> tuple[Any, str, s
         return model, weights_sha256(model), "factory"
     if path.suffix.lower() in MODEL_SUFFIXES or os.sep in spec:
         raise ModelError(f"{path}: model file not found")
-    from heatcheck.applications import APPLICATIONS
+    from heatcheck.models.applications import APPLICATIONS
 
     raise ModelError(f"--model {spec}: not a model file, a SavedModel folder, a keras.applications "
                      f"name ({', '.join(APPLICATIONS)}) or module:function")
@@ -165,7 +165,7 @@ def with_weights(model: Any, sha256: str, weights: str | None, spec: str) -> tup
     if weights is None:
         return model, sha256
     if weights in ("imagenet", "none"):
-        from heatcheck.applications import APPLICATIONS
+        from heatcheck.models.applications import APPLICATIONS
 
         raise ModelError(f"--weights {weights} applies to keras.applications names "
                          f"({', '.join(APPLICATIONS)}), not to {spec}")

@@ -28,8 +28,9 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from heatcheck.checks.decision import Decision, bootstrap_interval, decide
+from heatcheck.checks.randomisation import ModelRandomiser, apply, working_copy
 from heatcheck.data import LabelledImages
-from heatcheck.decision import Decision, bootstrap_interval, decide
 from heatcheck.explain.provider import MapProvider, build_engine
 from heatcheck.metrics.base import finite_mean
 from heatcheck.metrics.similarity import (
@@ -40,7 +41,6 @@ from heatcheck.metrics.similarity import (
     spearman_signed,
     ssim,
 )
-from heatcheck.randomisation import ModelRandomiser, apply, working_copy
 
 MEASURES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "spearman_abs": spearman_abs, "ssim": ssim, "hog_pearson": hog_pearson,
@@ -169,7 +169,7 @@ def gate_similarity(normalised: np.ndarray, margin: float, seed: list[int], *,
     (normalised similarity 1) to unrelated (0): the interval of 1 − n lies above the margin;
     fail when it lies below; inconclusive otherwise.
 
-    heatcheck.decision.decide with the unchanged explainer as the control (it scores 1) and as
+    heatcheck.checks.decision.decide with the unchanged explainer as the control (it scores 1) and as
     the chance level, which makes "not better than the control by the margin" a failure.
     """
     values = np.asarray(normalised, np.float64)

@@ -1,17 +1,17 @@
 """The pytest side of running past one process: ``--shard I/N`` and pytest-xdist workers.
 
-A shard (heatcheck.sharding) runs every whole-set audit test on its block of the images, but
+A shard (heatcheck.data.sharding) runs every whole-set audit test on its block of the images, but
 only as far as its fixtures: the per-image values those tests read are kept (:data:`KEPT`)
 and the test bodies, which would decide on a block, are not run (the terminal shows them as
 ``c``, "computed"). The sample audits (sanity, stability) run whole, for real, on the one
-shard that :func:`heatcheck.sharding.runs_family` gives them. At the end the shard writes its
-partial (heatcheck.partial) where a report would go.
+shard that :func:`heatcheck.data.sharding.runs_family` gives them. At the end the shard writes its
+partial (heatcheck.report.partial) where a report would go.
 
 Under pytest-xdist (``pytest audits/ -n N``) every worker is a shard of the machine: heatcheck
 has xdist send every test to every worker (its ``each`` scheduling) and each worker keeps the
 audit tests of its shard and one worker each of the other tests; worker ``i`` takes GPU
 ``i mod count`` (CUDA_VISIBLE_DEVICES, set before TensorFlow starts, memory growth on); the
-controller sums the workers' progress, merges their partials (heatcheck.merge) and writes the
+controller sums the workers' progress, merges their partials (heatcheck.report.merge) and writes the
 one results.json and report, sets the exit code from the merged verdict and prints the
 merged failures. With ``--shard I/N`` as well, worker ``i`` of ``k`` is shard ``I·k+i`` of
 ``N·k`` and the controller leaves the partials in the report folder for a later merge.
@@ -30,10 +30,10 @@ import numpy as np
 import pytest
 
 import heatcheck
-from heatcheck.partial import AuditItem, Partial, images_fingerprint, settings_to_json, write_partial
-from heatcheck.progress import FileSink, PassProgress, TerminalSink, Watcher
+from heatcheck.data.sharding import SAMPLE_FAMILIES, Shard, block, runs_family, xdist_worker
+from heatcheck.plugin.progress import FileSink, PassProgress, TerminalSink, Watcher
+from heatcheck.report.partial import AuditItem, Partial, images_fingerprint, settings_to_json, write_partial
 from heatcheck.settings import Settings
-from heatcheck.sharding import SAMPLE_FAMILIES, Shard, block, runs_family, xdist_worker
 
 SHARD_KEY = pytest.StashKey["ShardSession"]()
 CONTROLLER_KEY = pytest.StashKey["ControllerSession"]()
@@ -50,7 +50,7 @@ KEPT = {"predictions": "labelled", "localisation_run": "block", "causal_run": "b
 
 def configure(config: pytest.Config, settings: Settings, shard_option: str | None) -> None:
     """Register the shard's or the xdist controller's hooks when this session is either."""
-    from heatcheck.sharding import ShardError
+    from heatcheck.data.sharding import ShardError
 
     try:
         base = Shard.parse(shard_option) if shard_option else None
@@ -120,7 +120,7 @@ def assign_gpu(worker: int) -> str | None:
 
 def progress(config: pytest.Config, what: str, every_s: float, maps_per_image: int = 1) -> PassProgress:
     """The progress callback of a long pass: to the terminal, or, in an xdist worker, to a file
-    the controller sums (heatcheck.progress)."""
+    the controller sums (heatcheck.plugin.progress)."""
     session = config.stash.get(SHARD_KEY, None)
     if session is not None and session.worker is not None:
         sink: Any = FileSink(session.folder / f"progress-{session.worker}.json")
@@ -275,7 +275,7 @@ class ShardSession:
             self.outcomes[report.nodeid] = {"outcome": done, "reason": ""}
 
     def write(self, store: Any) -> Path:
-        """Write this shard's partial (heatcheck.partial) and say where."""
+        """Write this shard's partial (heatcheck.report.partial) and say where."""
         from heatcheck.plugin import _git_commit
 
         partial = Partial(
@@ -370,7 +370,7 @@ class ControllerSession:
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if self.watcher is not None:
             self.watcher.stop()
-        from heatcheck.partial import PREFIX
+        from heatcheck.report.partial import PREFIX
 
         partials = sorted(self.folder.glob(f"{PREFIX}*.json"))
         if not partials:
@@ -385,7 +385,7 @@ class ControllerSession:
         self._merge(session)
 
     def _merge(self, session: pytest.Session) -> None:
-        from heatcheck.merge import MergeError, merge_folders, write_merged
+        from heatcheck.report.merge import MergeError, merge_folders, write_merged
 
         try:
             self.merged = merge_folders([self.folder])
@@ -417,7 +417,7 @@ class ControllerSession:
                                             f"are in {self.settings.report_dir}; merge all shards with "
                                             f"python -m heatcheck merge")
             return
-        from heatcheck.gate import Gate
+        from heatcheck.plugin.gate import Gate
 
         failing = [c for c in self.merged.store.checks if c.status == "failed"
                    or (c.status == "inconclusive" and self.settings.fail_inconclusive)]

@@ -56,7 +56,7 @@ def get(name: str) -> Callable[[np.ndarray], np.ndarray]:
     if name in PREPROCESSORS:
         return PREPROCESSORS[name]
     if ":" in name:
-        from heatcheck.model_sources import import_object  # lazily: it imports user code
+        from heatcheck.models.sources import import_object  # lazily: it imports user code
 
         user_fn = import_object(name, "--preprocess")
 

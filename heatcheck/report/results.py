@@ -52,7 +52,7 @@ class Check:
     per_image: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     threshold_source: str | None = None
-    # A calibrated check (heatcheck.decision): its threshold is a margin over the strongest
+    # A calibrated check (heatcheck.checks.decision): its threshold is a margin over the strongest
     # control; ``effect`` is the method's mean paired difference to that control (oriented so
     # that higher is better) and ``interval`` its bootstrap interval; ``controls`` holds every
     # control's mean score on the same images.
@@ -112,7 +112,7 @@ class ResultStore:
     # few images); with fail_on_caveats such a run fails the gate instead of passing with them.
     caveats: list[str] = field(default_factory=list)
     fail_on_caveats: bool = False
-    baseline: dict[str, Any] | None = None  # the accepted run compared with (heatcheck.baseline)
+    baseline: dict[str, Any] | None = None  # the accepted run compared with (heatcheck.checks.baseline)
 
     def add(self, check: Check) -> Check:
         self.checks.append(check)
@@ -122,7 +122,7 @@ class ResultStore:
         """Derive what the checks imply before writing: the caveats of a pass (``families``: the
         audit family of every collected audit test) and the passes running each check on its
         own with fresh maps would have cost (per-metric toolkits)."""
-        from heatcheck.coverage import caveats
+        from heatcheck.report.coverage import caveats
 
         self.caveats = [] if self.fatal else caveats(families, [(c.audit, c.status) for c in self.checks],
                                                      self.images)

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-AUDIT = "regression"  # heatcheck.baseline.AUDIT; not imported, so that the report needs no numpy stack
+AUDIT = "regression"  # heatcheck.checks.baseline.AUDIT; not imported, so that the report needs no numpy stack
 ORDER = {"failed": 0, "inconclusive": 1, "passed": 2, "skipped": 3}
 WORST_SHOWN = 5
 

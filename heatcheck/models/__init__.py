@@ -1,9 +1,9 @@
 """The model under audit: loading it from a spec and wrapping it once for attribution.
 
 ``load_spec`` is the entry point. A spec is a keras.applications name (``vgg16``, see
-heatcheck.applications), a ``.keras`` or legacy ``.h5`` model file, a TensorFlow SavedModel
-folder, or a ``module:function`` factory that returns a Keras model (heatcheck.model_sources
-reads them); heatcheck.model_surgery shapes the model for attribution (logits, one output,
+heatcheck.models.applications), a ``.keras`` or legacy ``.h5`` model file, a TensorFlow SavedModel
+folder, or a ``module:function`` factory that returns a Keras model (heatcheck.models.sources
+reads them); heatcheck.models.surgery shapes the model for attribution (logits, one output,
 nested models flattened, the conv layer). Whatever cannot be audited is refused with a
 one-line ModelError naming the spec and the fix.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from heatcheck.errors import ModelError, one_line
-from heatcheck.model_sources import (
+from heatcheck.models.sources import (
     file_sha256,
     load_model_file,
     load_model_object,
@@ -23,7 +23,7 @@ from heatcheck.model_sources import (
     weights_sha256,
     with_weights,
 )
-from heatcheck.model_surgery import (
+from heatcheck.models.surgery import (
     check_input,
     check_output,
     find_conv_layer,
@@ -110,7 +110,7 @@ def load(path: Path, spec: str | None = None, *, layer: str | None = None, safe_
 
 
 def _check_preprocess(name: str) -> str:
-    from heatcheck import preprocess
+    from heatcheck.models import preprocess
 
     try:
         preprocess.get(name)
@@ -122,7 +122,7 @@ def _check_preprocess(name: str) -> str:
 
 
 def _read_class_names(path: str) -> tuple[str, ...]:
-    from heatcheck import class_names
+    from heatcheck.models import class_names
 
     try:
         return class_names.read_file(Path(path))
@@ -141,11 +141,11 @@ def load_spec(spec: str, *, weights: str | None = None, allow_download: bool = F
             ``module:function``.
         weights: for an application ``imagenet``, a weights file or ``none`` (seeded random);
             for a file or factory, a weights file to load into it.
-        preprocess: a heatcheck.preprocess name or ``module:function``; default the
+        preprocess: a heatcheck.models.preprocess name or ``module:function``; default the
             application's own, else ``raw``.
         input_shape: for keras.applications in tests only (small inputs, no ImageNet weights).
     """
-    from heatcheck import applications, class_names
+    from heatcheck.models import applications, class_names
 
     # Cheap checks first, so that a typo does not cost a model load.
     names_file = _read_class_names(class_names_file) if class_names_file is not None else None

@@ -2,7 +2,7 @@
 
 A merged check must be exactly the check one process would have recorded: the same means,
 the same calibrated decision from the same per-image values in the same order, the same
-details. Rather than restate each audit's arithmetic, heatcheck.merge calls the audit's own
+details. Rather than restate each audit's arithmetic, heatcheck.report.merge calls the audit's own
 test function with the merged session-fixture values (the model's outputs, the localisation
 run, the deletion curves) and the plain stand-ins below, and the function's Gate records the
 check into the merged ResultStore, as it does in a pytest session. Part of the pytest plugin:
@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from heatcheck.gate import Gate
-from heatcheck.partial import AuditItem
-from heatcheck.results import Check, ResultStore
+from heatcheck.plugin.gate import Gate
+from heatcheck.report.partial import AuditItem
+from heatcheck.report.results import Check, ResultStore
 from heatcheck.settings import Settings
 
 
@@ -101,7 +101,7 @@ def replay(item: AuditItem, rootdir: str, values: Mapping[str, Any], store: Resu
     missing = [name for name in inspect.signature(function).parameters if name not in available]
     if missing:
         raise ReplayError(f"{item.nodeid} cannot be decided from the shards' values: it needs the "
-                          f"fixture '{missing[0]}', which shards do not keep (heatcheck.shard_plugin.KEPT)")
+                          f"fixture '{missing[0]}', which shards do not keep (heatcheck.plugin.shards.KEPT)")
     try:
         function(**{name: available[name] for name in inspect.signature(function).parameters})
     except AssertionError as exc:

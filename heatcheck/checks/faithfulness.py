@@ -22,13 +22,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
+from heatcheck.checks.decision import Decision, decide
+from heatcheck.checks.perturbations import draw_seed
 from heatcheck.data import ImageSet
-from heatcheck.decision import Decision, decide
 from heatcheck.metrics.base import direction_of
-from heatcheck.metrics.faithfulness import deletion_auc, deletion_order, insertion_auc
+from heatcheck.metrics.causal import deletion_auc, deletion_order, insertion_auc
 from heatcheck.models import AuditModel
-from heatcheck.perturbations import draw_seed
-from heatcheck.predict import predict_proba
+from heatcheck.models.predict import predict_proba
 
 DEFAULT_STEPS = 16
 BASELINES = ("blur", "zeros", "mean")
@@ -184,6 +184,6 @@ def gate_faithfulness(scores: np.ndarray, random_scores: np.ndarray, kind: str, 
                       seed: list[int]) -> Decision:
     """Pass when the method's area beats its own image's random orders by ``margin`` (paired per
     image, bootstrap interval), fail when it confidently does not, inconclusive otherwise:
-    heatcheck.decision.decide with the random order as the control and the chance level."""
+    heatcheck.checks.decision.decide with the random order as the control and the chance level."""
     return decide(scores, {RANDOM: random_scores}, margin=margin, seed=seed,
                   direction=direction_of(KINDS[kind]), chance=random_scores, weak_control=0.0)

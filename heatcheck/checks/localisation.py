@@ -5,7 +5,7 @@ Four controls carry no information about where *this* object is and cost no mode
 random map, a centre prior, the edge map of the input (it ignores the model), and the method's
 own maps shuffled across images (image j's map scored against image i's mask: does the map
 know where this object is, or only where objects usually are?). A method's score means
-something only as far as it beats them on the user's own images (heatcheck.decision).
+something only as far as it beats them on the user's own images (heatcheck.checks.decision).
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from heatcheck.data import ImageSet
+from heatcheck.data.sharding import offset_of, whole_of
 from heatcheck.explain import controls
 from heatcheck.explain.mapset import MapSet
-from heatcheck.metrics.localisation import (
+from heatcheck.metrics.pointing import (
     chance_corrected,
     energy_pointing_game,
     mask_fraction,
@@ -26,7 +27,6 @@ from heatcheck.metrics.localisation import (
     pointing_game,
     relevance_rank_accuracy,
 )
-from heatcheck.sharding import offset_of, whole_of
 
 METRICS = ("pointing_game", "energy_pointing_game", "relevance_rank_accuracy")
 CONTROLS = ("random", "centre", "edges", "shuffled")
@@ -43,9 +43,9 @@ class LocalisationRun:
     raw: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # metric → method → (N,)
     control_raw: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # metric → control → (N,)
     shuffled_raw: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # metric → method → (N,)
-    # A shard's block (heatcheck.sharding): its maps scored against the masks of images outside
+    # A shard's block (heatcheck.data.sharding): its maps scored against the masks of images outside
     # the block they are paired with; positions in the whole set, values metric → method → (k,).
-    # heatcheck.merge puts them in place; a whole-set run has none.
+    # heatcheck.report.merge puts them in place; a whole-set run has none.
     shuffled_positions: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     shuffled_elsewhere: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
 
@@ -54,7 +54,7 @@ class LocalisationRun:
 
     def settle_shuffled(self) -> None:
         """Put the shuffled-control scores that blocks kept for images outside them in place:
-        after heatcheck.merge has put the blocks' runs together into the whole set's."""
+        after heatcheck.report.merge has put the blocks' runs together into the whole set's."""
         for metric, by_method in self.shuffled_elsewhere.items():
             for method, values in by_method.items():
                 self.shuffled_raw[metric][method][self.shuffled_positions] = values
@@ -81,7 +81,7 @@ def score_localisation(maps: MapSet, images: ImageSet, methods: tuple[str, ...],
     """Score every method's maps and every control on ``images``, one batch at a time.
 
     The images are read once more, for the edge control; the maps come from the map pass.
-    ``images`` may be a shard's block (heatcheck.sharding): the random maps and the pairing of
+    ``images`` may be a shard's block (heatcheck.data.sharding): the random maps and the pairing of
     the shuffled control then follow the images' positions in the whole set, so that the
     blocks' scores put together are the whole set's.
     """

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from heatcheck.results import atomic_write
+from heatcheck.report.results import atomic_write
 
 TTY_EVERY_S = 0.5  # how often a line rewritten in place on a terminal may change
 

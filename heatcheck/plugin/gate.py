@@ -7,9 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from heatcheck.decision import Decision
+from heatcheck.checks.decision import Decision
 from heatcheck.metrics.base import Direction
-from heatcheck.results import Check, ResultStore
+from heatcheck.report.results import Check, ResultStore
 from heatcheck.settings import Settings
 
 # Carried on the test's report (user_properties) so the plugin can show an inconclusive check
@@ -54,7 +54,7 @@ class Gate:
     def decide(self, audit: str, metric: str, method: str | None, decision: Decision, *,
                direction: Direction, per_image: np.ndarray, ids: Sequence[str],
                controls: dict[str, float], details: dict[str, Any] | None = None) -> Check:
-        """Record a calibrated check (heatcheck.decision) and fail the test when it failed.
+        """Record a calibrated check (heatcheck.checks.decision) and fail the test when it failed.
 
         ``value`` is the method's mean score in the metric's own direction; the threshold is
         the margin over the strongest control. An inconclusive check does not fail the test
