@@ -7,6 +7,9 @@ W3  pointing game, cascading randomisation and max-sensitivity: heatcheck vs the
     vs Quantus, when ``benchmarks/quantus_side.py`` can run in ``.venv-quantus``).
 W4  memory: peak RSS of `pytest audits/` (labels, localisation, faithfulness) on image sets
     read from files, small and 4× larger: what each extra image costs against its pixels and maps.
+W5  past one process: the same `pytest audits/` in one process, with pytest-xdist `-n 1` and
+    `-n 2`, and as 2 shards run side by side and merged: seconds, speed-ups over `-n 1`, and
+    whether each gives one process's results.json and maps.npz (timing fields aside).
 
 Everything is measured in this one run, interleaved, so ratios compare like with like: the
 same call varies by ±20 % from run to run on shared 2-core machines. ``--quick`` runs every
@@ -227,6 +230,64 @@ def w4(quick: bool) -> dict[str, Any]:
             "note": "maps live in memory-mapped files: their pages count in RSS, not in anonymous memory"}
 
 
+TIMING = ("wall_s", "started_utc", "shards", "workers")  # when and how a run ran, not what it found
+
+
+def same_findings(one: Path, other: Path) -> bool:
+    """Whether two runs' results.json (timing aside) and maps.npz are identical."""
+    def findings(folder: Path) -> dict[str, Any]:
+        results = json.loads((folder / "results.json").read_text())
+        results["environment"] = {k: v for k, v in results["environment"].items() if k not in TIMING}
+        return dict(results)
+
+    if findings(one) != findings(other):
+        return False
+    with np.load(one / "maps.npz") as a, np.load(other / "maps.npz") as b:
+        return sorted(a.files) == sorted(b.files) and all(
+            np.array_equal(a[k], b[k], equal_nan=a[k].dtype.kind == "f") for k in a.files)
+
+
+def w5(quick: bool) -> dict[str, Any]:
+    """One process, `-n 1`, `-n 2`, and 2 shards side by side then merged, on the same bench."""
+    images = "bench:12" if quick else "bench:256"
+    common = ["-q", "-p", "no:cacheprovider", "--no-cache", "--images", images,
+              "--batch-size", "4" if quick else "32",
+              *(["--profile", "smoke", "--methods", "saliency,gradcam"] if quick else [])]
+    pytest_audits = [sys.executable, "-m", "pytest", str(REPO / "audits"), *common]
+    seconds: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+
+        def run(name: str, *args: str) -> None:
+            command = [*pytest_audits, "--report-dir", str(out / name), *args]
+            took, done = timed(lambda: subprocess.run(command, cwd=REPO, capture_output=True, text=True,
+                                                      check=False))
+            if not (out / name / "results.json").exists():
+                raise RuntimeError(f"W5 {name} wrote no results: {done.stdout[-2000:]}")
+            seconds[name] = took
+
+        run("one")
+        run("n1", "-n", "1")
+        run("n2", "-n", "2")
+        start = time.perf_counter()
+        shards = [subprocess.Popen([*pytest_audits, "--report-dir", str(out / f"shard-{i}"), "--shard",
+                                    f"{i}/2"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                  for i in range(2)]
+        for shard in shards:
+            shard.wait()
+        merge = [sys.executable, "-m", "heatcheck", "merge", str(out / "shard-0"), str(out / "shard-1"),
+                 "-o", str(out / "shards2")]
+        merge_s, _ = timed(lambda: subprocess.run(merge, cwd=REPO, capture_output=True, check=False))
+        seconds["shards2"] = time.perf_counter() - start
+        identical = {name: same_findings(out / "one", out / name) for name in ("n1", "n2", "shards2")}
+        checks = len(json.loads((out / "one" / "results.json").read_text())["checks"])
+    return {"workload": "W5", "images": images, "one_process_s": seconds["one"], "n1_s": seconds["n1"],
+            "n2_s": seconds["n2"], "shards2_s": seconds["shards2"], "merge_s": merge_s,
+            "speedup_n2_vs_n1": seconds["n1"] / seconds["n2"],
+            "speedup_shards2_vs_n1": seconds["n1"] / seconds["shards2"],
+            "checks": checks, "identical_to_one_process": identical}
+
+
 def w3(quick: bool, quantus: dict[str, float | str]) -> list[dict[str, Any]]:
     from benchmarks.metrics_side import heatcheck_metrics
 
@@ -255,7 +316,7 @@ def quantus_times(quick: bool) -> dict[str, float | str]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="toy sizes: checks the script, not speed")
-    parser.add_argument("--workloads", default="W1,W2,W3,W4")
+    parser.add_argument("--workloads", default="W1,W2,W3,W4,W5")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import tensorflow as tf
@@ -273,6 +334,8 @@ def main(argv: list[str] | None = None) -> None:
             emit(line)
     if "W4" in chosen:
         emit(w4(args.quick))
+    if "W5" in chosen:
+        emit(w5(args.quick))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import matplotlib
 import numpy as np
@@ -278,21 +278,31 @@ def _legend(ax: Any, **kwargs: Any) -> None:
         text.set_parse_math(False)
 
 
+Reference = tuple[float, str]  # a horizontal line (y, label): a chance level, "unchanged"
+
+
+REFERENCE_STYLES: tuple[Literal[":", "-.", "--"], ...] = (":", "-.", "--")
+
+
+def _references(ax: Any, references: Sequence[Reference]) -> None:
+    for (y, label), style in zip(references, REFERENCE_STYLES, strict=False):
+        ax.axhline(y, color="0.45", linestyle=style, linewidth=1.1, label=drawable(label))
+
+
 def line_plot(series: Sequence[Series], *, xlabel: str, ylabel: str,
               xticklabels: Sequence[str] | None = None, logx: bool = False,
-              threshold: float | None = None, size: tuple[float, float] = (5.6, 2.8),
+              references: Sequence[Reference] = (), size: tuple[float, float] = (5.6, 2.8),
               ylim: tuple[float, float] | None = None) -> bytes:
     """A small line plot with one marked line per series and a legend right of it.
 
     Args:
-        threshold: drawn as a grey dotted horizontal line labelled "threshold".
+        references: grey horizontal lines with their labels (e.g. the chance level).
         ylim: fixed y range, so that plots of one bounded metric compare at a glance.
     """
     fig = Figure(figsize=size, dpi=DPI)
     ax = fig.subplots()
     _draw_lines(ax, series, _colours(series))
-    if threshold is not None:
-        ax.axhline(threshold, color="0.4", linestyle=":", linewidth=1.2, label="threshold")
+    _references(ax, references)
     _ticks(ax, xticklabels)
     if logx:
         ax.set_xscale("log")
@@ -309,12 +319,14 @@ def line_plot(series: Sequence[Series], *, xlabel: str, ylabel: str,
 
 
 def line_panels(panels: Sequence[tuple[str, Sequence[Series], Sequence[str] | None]], *,
-                xlabel: str, ylabel: str, styles: tuple[str, str] | None = None) -> bytes:
+                xlabel: str, ylabel: str, styles: tuple[str, str] | None = None,
+                references: Sequence[Reference] = ()) -> bytes:
     """Line plots side by side on one shared y axis, one legend for all (a colour per key).
 
     Args:
         panels: (title, lines, x tick labels or None) per panel.
         styles: legend names of the solid and of the dashed lines, e.g. ("cascading", "independent").
+        references: grey horizontal lines drawn in every panel (e.g. chance and "unchanged").
     """
     fig = Figure(figsize=(3.3 * max(1, len(panels)) + 1.4, 3.0), dpi=DPI)
     axes = np.atleast_1d(fig.subplots(1, max(1, len(panels)), sharey=True))
@@ -322,6 +334,7 @@ def line_panels(panels: Sequence[tuple[str, Sequence[Series], Sequence[str] | No
     colours = _colours(every)
     for ax, (title, lines, ticks) in zip(axes, panels, strict=False):
         _draw_lines(ax, lines, colours)
+        _references(ax, references)
         _ticks(ax, ticks)
         ax.set_title(drawable(title), fontsize=8, parse_math=False)
         ax.set_xlabel(drawable(xlabel), fontsize=8, parse_math=False)
@@ -331,6 +344,8 @@ def line_panels(panels: Sequence[tuple[str, Sequence[Series], Sequence[str] | No
     if styles is not None and any(line.dashed for line in every):
         handles += [Line2D([], [], color="0.3", linestyle="-", label=styles[0]),
                     Line2D([], [], color="0.3", linestyle="--", label=styles[1])]
+    handles += [Line2D([], [], color="0.45", linestyle=style, label=drawable(label))
+                for (_, label), style in zip(references, REFERENCE_STYLES, strict=False)]
     if handles:
         _legend(axes[-1], handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     with _missing_glyphs_allowed():  # lays out the text, so it meets the fonts too

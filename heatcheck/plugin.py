@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 import heatcheck
+from heatcheck import shard_plugin
 from heatcheck.baseline import audit_settings
-from heatcheck.coverage import caveats, family_of, scope
+from heatcheck.coverage import family_of, scope
 from heatcheck.gate import INCONCLUSIVE_PROPERTY
 from heatcheck.results import Check, ResultStore
 from heatcheck.settings import (
@@ -105,6 +106,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="localisation: audit only images whose object covers less than F of the image")
     add("--fail-inconclusive", dest="hc_fail_inconclusive", action="store_true", default=None,
         help="strict gate: an inconclusive check fails the run")
+    add("--shard", dest="hc_shard", default=None, metavar="I/N",
+        help="audit shard I of N (0-based) of the images and write partial results; "
+             "python -m heatcheck merge puts the shards together")
     add("--baseline", dest="hc_baseline", default=None, metavar="PATH",
         help="an accepted run's results.json (or its folder): fail checks that got worse than it by "
              "more than their tolerance")
@@ -210,10 +214,13 @@ def pytest_configure(config: pytest.Config) -> None:
                                           model={"spec": settings.model}, images={"spec": settings.images})
     config.stash[START_KEY] = time.perf_counter()
     config.stash[AUDIT_ITEMS_KEY] = []
+    config.stash[AUDIT_INFO_KEY] = {}
     config.pluginmanager.register(AuditSession(config), "heatcheck-session")
     from heatcheck.baseline_session import configure_baseline  # it imports this module's keys
 
     configure_baseline(config)
+    # Past one process (--shard, pytest-xdist): heatcheck.shard_plugin
+    shard_plugin.configure(config, settings, config.getoption("hc_shard"))
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -233,7 +240,7 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -
     """An inconclusive check is its own outcome in the terminal (``I``, "N inconclusive"), not a pass."""
     if report.when == "call" and report.passed and INCONCLUSIVE_PROPERTY in report.user_properties:
         return "inconclusive", "I", "INCONCLUSIVE"
-    return None
+    return shard_plugin.computed_status(report)
 
 
 def _is_audit(item: pytest.Item) -> bool:
@@ -305,6 +312,7 @@ class AuditSession:
         self.settings = config.stash[SETTINGS_KEY]
         self.done: set[str] = set()
         self._last_write = time.monotonic()
+        self.partial: Path | None = None  # a shard's partial results, once written
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         if report.nodeid not in self.config.stash[AUDIT_ITEMS_KEY]:
@@ -362,16 +370,19 @@ class AuditSession:
                 session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _write(self, *, final: bool) -> None:
-        """results.json and index.html; galleries (maps.npz) only at the end of the session."""
+        """results.json and index.html; galleries (maps.npz) only at the end of the session.
+        A shard writes its partial results instead, at the end (heatcheck.partial)."""
         from heatcheck.report import write_report
 
+        shard = self.config.stash.get(shard_plugin.SHARD_KEY, None)
+        if shard is not None and not final:
+            return
         self.store.not_run = [n for n in self.config.stash[AUDIT_ITEMS_KEY] if n not in self.done]
-        families = [info[0] for info in self.config.stash[AUDIT_INFO_KEY].values()]
-        self.store.caveats = [] if self.store.fatal else caveats(
-            families, [(c.audit, c.status) for c in self.store.checks], self.store.images)
+        self.store.seal([info[0] for info in self.config.stash[AUDIT_INFO_KEY].values()])
         self.store.environment = {**self.store.environment, **environment(self.config)}
-        # What running each check on its own with fresh maps would have cost (per-metric toolkits).
-        self.store.passes["unshared"] = sum(int(c.details.get("passes_alone", 0)) for c in self.store.checks)
+        if shard is not None:
+            self.partial = shard.write(self.store)
+            return
         self.store.write(self.settings.report_dir, arrays=final)
         write_report(self.settings.report_dir, colormap=self.settings.colormap,
                      compare_path=Path(self.settings.compare) if self.settings.compare else None)
@@ -384,13 +395,23 @@ class AuditSession:
             return
         for line in self.store.input_errors:
             terminalreporter.write_line(f"heatcheck: input error: {line}", yellow=True)
-        s = self.store.summary()
-        verdict = self.store.verdict().upper()
-        covers = " ".join(filter(None, [scope(self.store.images) if not self.store.fatal else "",
-                                        "— " + "; ".join(self.store.caveats) if self.store.caveats else ""]))
-        terminalreporter.write_line(
-            f"heatcheck verdict: {verdict}{' ' + covers if covers else ''} "
+        shard = config.stash.get(shard_plugin.SHARD_KEY, None)
+        if shard is not None:
+            terminalreporter.write_line(
+                f"heatcheck shard {shard.shard}: partial results in {self.partial}; "
+                f"the verdict comes from python -m heatcheck merge of every shard's folder", bold=True)
+            return
+        line, verdict = verdict_line(self.store, self.settings.report_dir)
+        terminalreporter.write_line(line, bold=True, red=verdict != "PASS", green=verdict == "PASS")
+
+
+def verdict_line(store: ResultStore, report_dir: Path) -> tuple[str, str]:
+    """The run's last line (the verdict, what it covers, the counts, the report) and the verdict."""
+    s = store.summary()
+    verdict = store.verdict().upper()
+    covers = " ".join(filter(None, [scope(store.images) if not store.fatal else "",
+                                    "— " + "; ".join(store.caveats) if store.caveats else ""]))
+    return (f"heatcheck verdict: {verdict}{' ' + covers if covers else ''} "
             f"({s['passed']} passed, {s['failed']} failed, "
             f"{s['inconclusive']} inconclusive, {s['skipped']} skipped, {s['errors']} errors) — report: "
-            f"{self.settings.report_dir / 'index.html'}",
-            bold=True, red=verdict != "PASS", green=verdict == "PASS")
+            f"{report_dir / 'index.html'}"), verdict

@@ -455,16 +455,22 @@ def sanity_grids(checks: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.nd
 
 
 def sanity_curves(checks: Sequence[Mapping[str, Any]]) -> str | None:
-    """One panel per similarity metric, one colour per method: the cascading curve solid, the
-    independent-randomisation curve (one layer at a time) dashed."""
+    """One panel per similarity measure, one colour per method: each step's similarity to the
+    original maps on the chance-normalised scale (1 = unchanged, 0 = as alike as the method's
+    maps of different images, the chance band), the cascading curve solid and the independent
+    one dashed. Runs recorded before normalisation show their raw curves."""
     panels: dict[str, list[figures.Series]] = {}
     ticks: dict[str, list[str] | None] = {}
+    normalised = False
     for check in checks:
         details = _details(check)
-        method = fmt(check.get("method", UNKNOWN))
         metric = fmt(check.get("metric", UNKNOWN))
+        if not metric.startswith("cascading_") or metric.endswith("_area"):
+            continue  # data randomisation has no steps; an _area check repeats its step's curves
+        method = fmt(check.get("method", UNKNOWN))
         for key, dashed in (("curve", False), ("independent_curve", True)):
-            curve = _numbers(details.get(key))
+            curve = _numbers(details.get(f"normalised_{key}")) or _numbers(details.get(key))
+            normalised = normalised or bool(_numbers(details.get(f"normalised_{key}")))
             if not curve:
                 continue
             panels.setdefault(metric, []).append(figures.Series(
@@ -477,35 +483,38 @@ def sanity_curves(checks: Sequence[Mapping[str, Any]]) -> str | None:
         return None
     png = figures.line_panels(
         [(metric, lines, _fitting_ticks(ticks.get(metric), lines)) for metric, lines in panels.items()],
-        xlabel="randomised layer", ylabel="similarity to original",
-        styles=("cascading", "independent"))
+        xlabel="randomised layer",
+        ylabel="similarity to original, chance-normalised" if normalised else "similarity to original",
+        styles=("cascading", "independent"),
+        references=[(1.0, "unchanged"), (0.0, "chance: maps of other images")] if normalised else [])
     return _data_uri(png)
 
 
 def faithfulness_curves(checks: Sequence[Mapping[str, Any]]) -> str | None:
-    """Mean deletion curve per method, relative to the untouched probability, and the random
-    order's curve dashed."""
-    lines: list[figures.Series] = []
-    random_line: figures.Series | None = None
+    """Deletion and insertion (RISE): the mean probability of the label as pixels are removed
+    (or restored) in each method's order, one panel per kind, the random orders dashed."""
+    panels: dict[str, list[figures.Series]] = {}
     for check in checks:
         if check.get("audit") != "faithfulness":
             continue
         details = _details(check)
+        kind = fmt(details.get("kind", "deletion"))
         fractions = _numbers(details.get("fractions"))
+        lines = panels.setdefault(kind, [])
         for key in ("curve", "random_curve"):
             curve = _numbers(details.get(key))
-            if not curve or not fractions or len(curve) != len(fractions) or not curve[0]:
+            if not curve or not fractions or len(curve) != len(fractions):
                 continue
-            relative = [v / curve[0] for v in curve]
             if key == "curve":
-                lines.append(figures.Series(fmt(check.get("method", UNKNOWN)), fractions, relative))
-            else:
-                random_line = figures.Series("random order", fractions, relative, dashed=True)
-    if not lines:
+                lines.append(figures.Series(fmt(check.get("method", UNKNOWN)), fractions, curve))
+            elif not any(line.label == "random order" for line in lines):
+                lines.append(figures.Series("random order", fractions, curve, dashed=True))
+    panels = {kind: lines for kind, lines in panels.items() if lines}
+    if not panels:
         return None
-    png = figures.line_plot([*lines, *([random_line] if random_line else [])],
-                            xlabel="share of pixels deleted", ylabel="probability ÷ untouched",
-                            ylim=(0.0, 1.05))
+    png = figures.line_panels([(kind, lines, None) for kind, lines in panels.items()],
+                              xlabel="share of pixels removed (deletion) or restored (insertion)",
+                              ylabel="probability of the label")
     return _data_uri(png)
 
 
@@ -564,12 +573,14 @@ def _level_plot(check: Mapping[str, Any]) -> str | None:
             kinds.setdefault(str(level).split(":")[0], []).append(index)
         series = [figures.Series(kind, at, [values[i] for i in at]) for kind, at in kinds.items()]
         ticks = [str(level) for level in levels]
-    threshold = _number(check.get("threshold"))
+    # The chance level: what the method's map of another image scores (the gate's threshold is
+    # a margin over it, on another scale, so it is not drawn here).
+    unrelated = _number(details.get("unrelated"))
+    references = [(unrelated, "maps of other images")] if unrelated is not None else []
     # SSIM is at most 1: one fixed range from 0 (or below) to 1 lets the methods' plots compare.
-    lowest = min([0.0, *(v for v in values if not math.isnan(v)),
-                  *([threshold] if threshold is not None else [])])
+    lowest = min([0.0, *(v for v in values if not math.isnan(v)), *(y for y, _ in references)])
     png = figures.line_plot(series, xlabel="perturbation", ylabel=metric, xticklabels=ticks,
-                            threshold=threshold, size=(5.2, 2.7),
+                            references=references, size=(5.2, 2.7),
                             ylim=(lowest - 0.02, 1.02) if metric == "map_ssim" else None)
     return _data_uri(png)
 

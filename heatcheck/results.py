@@ -118,6 +118,16 @@ class ResultStore:
         self.checks.append(check)
         return check
 
+    def seal(self, families: list[str]) -> None:
+        """Derive what the checks imply before writing: the caveats of a pass (``families``: the
+        audit family of every collected audit test) and the passes running each check on its
+        own with fresh maps would have cost (per-metric toolkits)."""
+        from heatcheck.coverage import caveats
+
+        self.caveats = [] if self.fatal else caveats(families, [(c.audit, c.status) for c in self.checks],
+                                                     self.images)
+        self.passes["unshared"] = sum(int(c.details.get("passes_alone", 0)) for c in self.checks)
+
     def verdict(self) -> str:
         if self.fatal is not None:
             return "fail"
