@@ -32,15 +32,11 @@ import numpy as np
 
 from heatcheck.checks.decision import Interval, Outcome, bootstrap_interval
 from heatcheck.report.results import SCHEMA, Check
-from heatcheck.settings import Settings, SettingsError, Thresholds
+from heatcheck.settings import Settings, Thresholds
 
 AUDIT = "regression"  # the audit name of the regression checks in results.json
 WORST_SHOWN = 3  # images named in a regression's message
 WORST_KEPT = 5  # images kept in its details for the report
-# A per-image value in another unit than the check's value: deletion records each image's AUC,
-# its value is mean AUC ÷ the random order's mean AUC, so an image's share of the value is its
-# AUC ÷ that run's random_auc (the mean of the shares is then exactly the value).
-PER_IMAGE_SCALE = {"deletion_auc_over_random": "random_auc"}
 
 
 class BaselineError(ValueError):
@@ -201,16 +197,29 @@ def tolerance_key(check: Mapping[str, Any]) -> str:
     return "label_agreement" if check.get("audit") == "labels" else str(check.get("metric"))
 
 
-def missing_tolerances(baseline: Baseline, tolerances: Thresholds) -> list[str]:
-    """``metric[.method]`` of every baseline check that has no tolerance."""
-    missing = []
-    for check in baseline.checks:
-        try:
-            tolerances.get(tolerance_key(check), check.get("method"))
-        except SettingsError:
-            method = check.get("method")
-            missing.append(tolerance_key(check) + (f".{method}" if method else ""))
-    return sorted(set(missing))
+def tolerance_table_problems(thresholds: Thresholds, tolerances: Thresholds) -> list[str]:
+    """Why the tolerance table cannot serve every check a run can compare, or [] when it can.
+
+    Every metric an audit records is gated, so it has a threshold (an audit stops with a
+    SettingsError without one): the metrics of the threshold table are the metrics a baseline
+    can hold. Each needs a tolerance with a default (methods without their own value use it),
+    and a tolerance for a metric without a threshold is stale (no audit records it).
+    """
+    gated, tolerated = set(thresholds.values), set(tolerances.values)
+    problems = []
+    if missing := sorted(gated - tolerated):
+        problems.append(f"no tolerance for {', '.join(missing)}")
+    if no_default := sorted(m for m in gated & tolerated if "default" not in tolerances.values[m]):
+        problems.append(f"no default tolerance for {', '.join(no_default)}")
+    if stale := sorted(tolerated - gated):
+        problems.append(f"a tolerance for {', '.join(stale)}, which no audit records (no threshold)")
+    return problems
+
+
+def unknown_metrics(baseline: Baseline, thresholds: Thresholds) -> list[str]:
+    """The baseline's metrics that no audit of this heatcheck records (they have no threshold):
+    a baseline from audits whose metrics were renamed or rebuilt."""
+    return sorted({tolerance_key(c) for c in baseline.checks} - set(thresholds.values))
 
 
 # --------------------------------------------------------------------------- comparing
@@ -256,12 +265,7 @@ class Regression:
 
 def per_image_values(check: Mapping[str, Any]) -> dict[str, float]:
     """A check's finite per-image values, in the units of its value."""
-    values = {str(k): float(v) for k, v in _mapping(check.get("per_image")).items() if _number(v) is not None}
-    scale_key = PER_IMAGE_SCALE.get(str(check.get("metric")))
-    if scale_key is not None:
-        scale = _number(_mapping(check.get("details")).get(scale_key))
-        values = {k: v / scale for k, v in values.items()} if scale else {}
-    return values
+    return {str(k): float(v) for k, v in _mapping(check.get("per_image")).items() if _number(v) is not None}
 
 
 def compare_check(base: Mapping[str, Any], new: Mapping[str, Any] | None, *, tolerance: float,

@@ -27,9 +27,10 @@ from heatcheck.checks.baseline import (
     image_set_difference,
     image_set_notes,
     load_baseline,
-    missing_tolerances,
     save_baseline,
     tolerance_key,
+    tolerance_table_problems,
+    unknown_metrics,
 )
 from heatcheck.plugin import AUDIT_INFO_KEY, AUDIT_ITEMS_KEY, SETTINGS_KEY, STORE_KEY
 from heatcheck.plugin.gate import INCONCLUSIVE_PROPERTY
@@ -51,10 +52,17 @@ def configure_baseline(config: pytest.Config) -> None:
                                       audit_settings(settings))
         except BaselineError as exc:
             raise pytest.UsageError(f"heatcheck: {exc}") from None
-        missing = missing_tolerances(baseline, settings.tolerances)
-        if missing:
-            raise pytest.UsageError(f"heatcheck: --baseline: no tolerance for {', '.join(missing)} in "
-                                    f"[tool.heatcheck.tolerances] or --tolerance")
+        # With both refusals every check the baseline holds has a tolerance: its metric has a
+        # threshold, and every metric with a threshold has a default tolerance.
+        problems = tolerance_table_problems(settings.thresholds, settings.tolerances)
+        if problems:
+            raise pytest.UsageError(f"heatcheck: --baseline: [tool.heatcheck.tolerances] needs one tolerance "
+                                    f"per gated metric: {'; '.join(problems)}")
+        unknown = unknown_metrics(baseline, settings.thresholds)
+        if unknown:
+            raise pytest.UsageError(f"heatcheck: --baseline {baseline.path}: records {', '.join(unknown)}, "
+                                    f"which this heatcheck's audits do not (an older heatcheck?): accept a "
+                                    f"run of this one")
         config.stash[BASELINE_KEY] = baseline
         config.stash[STORE_KEY].baseline = baseline.describe()
     config.pluginmanager.register(BaselineSession(config, baseline), "heatcheck-baseline")

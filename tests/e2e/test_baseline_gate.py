@@ -17,11 +17,12 @@ METHODS = ("--methods", "saliency,gradcam,gradcampp")
 pytestmark = pytest.mark.slow
 
 
-def audit(folder: Path, *args: str, audits: tuple[str, ...] = AUDITS) -> tuple[int, str, dict | None]:
+def audit(folder: Path, *args: str, audits: tuple[str, ...] = AUDITS,
+          pyproject: Path = REPO / "pyproject.toml") -> tuple[int, str, dict | None]:
     """`pytest <audits>` on bench:16 with the cache off, in a subprocess; (code, output, results)."""
     report_dir = folder / "reports"
     command = [sys.executable, "-m", "pytest", *(str(REPO / a) for a in audits), f"--rootdir={REPO}",
-               "-c", str(REPO / "pyproject.toml"), "-p", "no:cacheprovider", "--no-cache",
+               "-c", str(pyproject), "-p", "no:cacheprovider", "--no-cache",
                "--report-dir", str(report_dir), "--images", "bench:16", *METHODS, *args]
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=600, check=False)
     results_file = report_dir / "results.json"
@@ -118,6 +119,36 @@ def test_an_unreadable_or_foreign_baseline_is_a_usage_error(tmp_path):
         assert code == pytest.ExitCode.USAGE_ERROR
         assert f"ERROR: heatcheck: --baseline {given}: {says}" in output
         assert results is None
+
+
+def test_a_tolerance_table_missing_a_gated_metric_is_refused_with_one_line(accepted, tmp_path):
+    baseline, _ = accepted
+    text = (REPO / "pyproject.toml").read_text()
+    section = text[text.index("[tool.heatcheck.tolerances.insertion_auc]"):]
+    section = section[:section.index("\n\n") + 1]
+    stale = "[tool.heatcheck.tolerances.deletion_auc_over_random]\ndefault = 0.16\n"
+    config = tmp_path / "pyproject.toml"
+    config.write_text(text.replace(section, stale))
+    code, output, results = audit(tmp_path, "--baseline", str(baseline), pyproject=config)
+    assert code == pytest.ExitCode.USAGE_ERROR
+    lines = [line for line in output.splitlines() if "heatcheck:" in line]
+    assert lines == ["ERROR: heatcheck: --baseline: [tool.heatcheck.tolerances] needs one tolerance per "
+                     "gated metric: no tolerance for insertion_auc; a tolerance for "
+                     "deletion_auc_over_random, which no audit records (no threshold)"]
+    assert results is None
+
+
+def test_a_baseline_of_metrics_no_audit_records_any_more_is_refused_with_one_line(accepted, tmp_path):
+    _, first = accepted
+    older = json.loads(json.dumps(first))  # as the audits before the calibrated gates wrote it
+    retired = {**older["checks"][-1], "audit": "faithfulness", "metric": "deletion_auc_over_random"}
+    older["checks"].append(retired)
+    (tmp_path / "old.json").write_text(json.dumps(older))
+    code, output, results = audit(tmp_path, "--baseline", str(tmp_path / "old.json"))
+    assert code == pytest.ExitCode.USAGE_ERROR
+    assert (f"ERROR: heatcheck: --baseline {tmp_path / 'old.json'}: records deletion_auc_over_random, which "
+            f"this heatcheck's audits do not (an older heatcheck?): accept a run of this one") in output
+    assert results is None
 
 
 def test_a_baseline_from_an_older_heatcheck_is_accepted(accepted, tmp_path):

@@ -2,6 +2,7 @@
 the paired comparison with its three outcomes, the regression line, content hashes."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,14 +17,15 @@ from heatcheck.checks.baseline import (
     image_set_difference,
     image_set_notes,
     load_baseline,
-    missing_tolerances,
     regression_message,
     save_baseline,
     tolerance_key,
+    tolerance_table_problems,
+    unknown_metrics,
 )
 from heatcheck.data.content_hash import content_hash, content_hashes
 from heatcheck.report.results import SCHEMA
-from heatcheck.settings import PROFILES, Settings, SettingsError, build_thresholds
+from heatcheck.settings import PROFILES, Settings, SettingsError, build_thresholds, read_pyproject
 
 KEY = ("localisation", "energy_pointing_game", "gradcam")
 
@@ -148,16 +150,17 @@ def test_checks_without_per_image_values_compare_value_to_value():
     assert "(tolerance 0.1; worse by 0.2)" in regression_message(KEY, worse)
 
 
-def test_deletion_per_image_aucs_are_read_as_shares_of_the_ratio():
-    # value = mean AUC ÷ random_auc: the same AUCs against a random order twice as hard to beat
-    # are half the ratio, which is better (lower is better).
-    aucs = list(np.linspace(0.2, 0.4, 8))
-    base = check(aucs, metric="deletion_auc_over_random", direction="lower", details={"random_auc": 0.5})
-    new = check(aucs, metric="deletion_auc_over_random", direction="lower", details={"random_auc": 1.0})
-    r = compare(base, new, 0.05)
-    assert r.change == pytest.approx(np.mean(aucs) / 0.5 - np.mean(aucs) / 1.0)
-    assert r.outcome == "passed"
-    assert r.pairs["img-0"] == pytest.approx((0.4, 0.2))
+def test_deletion_aucs_are_compared_image_by_image_as_recorded():
+    # The value is the mean per-image AUC (the random orders' AUC is the control, not a scale):
+    # a run whose random orders got harder to beat is not, by that alone, better or worse.
+    aucs = np.linspace(0.2, 0.4, 8)
+    base = check(list(aucs), metric="deletion_auc", direction="lower", details={"random_auc": 0.5})
+    same = compare(base, check(list(aucs), metric="deletion_auc", direction="lower",
+                               details={"random_auc": 1.0}))
+    assert (same.outcome, same.change) == ("passed", 0.0)
+    faster = compare(base, check(list(aucs - 0.1), metric="deletion_auc", direction="lower"))
+    assert faster.change == pytest.approx(0.1)  # the decision left sooner: better
+    assert faster.pairs["img-0"] == pytest.approx((0.2, 0.1))
 
 
 def test_the_comparison_repeats_exactly():
@@ -201,12 +204,35 @@ def test_label_consistency_uses_the_label_agreement_tolerance():
     assert tolerance_key({"audit": "localisation", "metric": "pointing_game"}) == "pointing_game"
 
 
-def test_missing_tolerances_are_listed():
-    baseline = Baseline(__file__, results(checks=[check([0.5]), check([0.5], metric="pointing_game"),
-                                                  {**check([]), "status": "skipped", "value": None,
-                                                   "metric": "map_ssim"}]))
-    tolerances = build_thresholds({"pointing_game": 0.1}, [], kind="tolerance")
-    assert missing_tolerances(baseline, tolerances) == ["energy_pointing_game.gradcam"]
+def test_every_metric_with_a_threshold_needs_a_default_tolerance_and_no_other_has_one():
+    thresholds = build_thresholds({"pointing_game": 0.1, "deletion_auc": 0.05, "insertion_auc": 0.05,
+                                   "map_ssim_property": {"default": 0.5, "saliency": 0.3}}, [])
+    tolerances = build_thresholds({"pointing_game": {"default": 0.1, "saliency": 0.2},
+                                   "map_ssim_property": {"saliency": 0.4},
+                                   "deletion_auc_over_random": 0.16}, [], kind="tolerance")
+    assert tolerance_table_problems(thresholds, tolerances) == [
+        "no tolerance for deletion_auc, insertion_auc", "no default tolerance for map_ssim_property",
+        "a tolerance for deletion_auc_over_random, which no audit records (no threshold)"]
+    complete = build_thresholds({"pointing_game": 0.1, "deletion_auc": 0.1, "insertion_auc": 0.1,
+                                 "map_ssim_property": {"default": 0.1}}, [], kind="tolerance")
+    assert tolerance_table_problems(thresholds, complete) == []
+
+
+def test_the_committed_tolerances_cover_every_gated_metric():
+    table = read_pyproject(Path(__file__).resolve().parents[2] / "pyproject.toml")
+    thresholds = build_thresholds(table["thresholds"], [])
+    tolerances = build_thresholds(table["tolerances"], [], kind="tolerance")
+    assert tolerance_table_problems(thresholds, tolerances) == []
+    assert len(tolerances.values) == 19  # labels 1, localisation 3, sanity 9, stability 4, faithfulness 2
+
+
+def test_a_baseline_of_metrics_no_audit_records_is_named():
+    baseline = Baseline(Path(__file__), results(checks=[
+        check([0.5], metric="pointing_game"), check([0.5], audit="labels", metric="top_1_agreement"),
+        check([0.5], metric="deletion_auc_over_random", audit="faithfulness"),
+        {**check([]), "status": "skipped", "value": None, "metric": "retired"}]))
+    thresholds = build_thresholds({"pointing_game": 0.1, "label_agreement": 0.9}, [])
+    assert unknown_metrics(baseline, thresholds) == ["deletion_auc_over_random"]  # skipped: not compared
 
 
 def test_tolerance_overrides_say_tolerance():

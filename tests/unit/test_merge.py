@@ -1,5 +1,6 @@
 """Shards' partial results (heatcheck.report.partial) and merging them
-(heatcheck.report.merge): files read back exactly, shards that do not belong together refused with one line, stores put together."""
+(heatcheck.report.merge): files read back exactly, shards that do not belong together refused
+with one line, stores put together."""
 
 from __future__ import annotations
 
