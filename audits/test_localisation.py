@@ -39,7 +39,7 @@ def localisation_run(audit_maps, audit_images, settings, result_store):
 
 
 def _audited(run, settings):
-    """Which images the localisation checks use: all, or those under --max-mask-fraction."""
+    """Which images the localisation checks use: all, or those under --hc-max-mask-fraction."""
     if settings.max_mask_fraction is None:
         return np.ones(len(run.ids), bool)
     return run.fractions < settings.max_mask_fraction

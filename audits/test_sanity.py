@@ -76,7 +76,7 @@ def test_data_randomisation(measure, method, map_provider, data_randomisation_ru
                             settings, gate):
     metric = f"data_randomisation_{measure}"
     require(map_provider.unavailable(method), gate, "sanity", metric, method)
-    missing = "no model trained on permuted labels: pass --random-label-model PATH"
+    missing = "no model trained on permuted labels: pass --hc-random-label-model PATH"
     require(None if data_randomisation_run else missing, gate, "sanity", metric, method)
     run, seed = data_randomisation_run, draw_seed(settings.seed, metric, method)
     reading = read_against_chance([run.similarity[method][measure]], run.chance[method][measure],

@@ -139,9 +139,9 @@ def w2(quick: bool) -> dict[str, Any]:
     """`pytest audits/` as `make audit` runs it, in a subprocess, cold then warm."""
     with tempfile.TemporaryDirectory() as tmp:
         args = [sys.executable, "-m", "pytest", str(REPO / "audits"), "-q", "-p", "no:cacheprovider",
-                "--report-dir", f"{tmp}/reports", "--cache-dir", f"{tmp}/cache"]
+                "--hc-report-dir", f"{tmp}/reports", "--hc-cache-dir", f"{tmp}/cache"]
         if quick:
-            args += ["--profile", "smoke", "--methods", "saliency,gradcam"]
+            args += ["--hc-profile", "smoke", "--hc-methods", "saliency,gradcam"]
         times, passes = [], []
         for _ in range(2):
             seconds, _ = timed(lambda: subprocess.run(args, cwd=REPO, capture_output=True, check=False))
@@ -213,8 +213,8 @@ def w4(quick: bool) -> dict[str, Any]:
             took, peak, anon_peak = peak_memory_mb([
                 sys.executable, "-m", "pytest", *(str(REPO / "audits" / f) for f in (
                     "test_labels.py", "test_localisation.py", "test_faithfulness.py")),
-                "-q", "-p", "no:cacheprovider", "--no-cache", "--images", str(manifest),
-                "--methods", ",".join(methods), "--report-dir", f"{tmp}/reports-{count}"])
+                "-q", "-p", "no:cacheprovider", "--hc-no-cache", "--hc-images", str(manifest),
+                "--hc-methods", ",".join(methods), "--hc-report-dir", f"{tmp}/reports-{count}"])
             seconds.append(took)
             peaks.append(peak)
             anon.append(anon_peak)
@@ -249,16 +249,16 @@ def same_findings(one: Path, other: Path) -> bool:
 def w5(quick: bool) -> dict[str, Any]:
     """One process, `-n 1`, `-n 2`, and 2 shards side by side then merged, on the same bench."""
     images = "bench:12" if quick else "bench:256"
-    common = ["-q", "-p", "no:cacheprovider", "--no-cache", "--images", images,
-              "--batch-size", "4" if quick else "32",
-              *(["--profile", "smoke", "--methods", "saliency,gradcam"] if quick else [])]
+    common = ["-q", "-p", "no:cacheprovider", "--hc-no-cache", "--hc-images", images,
+              "--hc-batch-size", "4" if quick else "32",
+              *(["--hc-profile", "smoke", "--hc-methods", "saliency,gradcam"] if quick else [])]
     pytest_audits = [sys.executable, "-m", "pytest", str(REPO / "audits"), *common]
     seconds: dict[str, float] = {}
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
 
         def run(name: str, *args: str) -> None:
-            command = [*pytest_audits, "--report-dir", str(out / name), *args]
+            command = [*pytest_audits, "--hc-report-dir", str(out / name), *args]
             took, done = timed(lambda: subprocess.run(command, cwd=REPO, capture_output=True, text=True,
                                                       check=False))
             if not (out / name / "results.json").exists():
@@ -269,7 +269,7 @@ def w5(quick: bool) -> dict[str, Any]:
         run("n1", "-n", "1")
         run("n2", "-n", "2")
         start = time.perf_counter()
-        shards = [subprocess.Popen([*pytest_audits, "--report-dir", str(out / f"shard-{i}"), "--shard",
+        shards = [subprocess.Popen([*pytest_audits, "--hc-report-dir", str(out / f"shard-{i}"), "--hc-shard",
                                     f"{i}/2"], cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                   for i in range(2)]
         for shard in shards:

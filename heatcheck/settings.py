@@ -23,8 +23,8 @@ FAITHFULNESS_BASELINES = ("blur", "zeros", "mean")  # heatcheck.checks.faithfuln
 MAX_IMAGE_PIXELS = 89_478_485
 # Options that only a model file, factory or keras.applications name takes: a bench model is a
 # committed .keras file with its own input, output, preprocessing and class names.
-NOT_FOR_BENCH = (("preprocess", "--preprocess"), ("output", "--output"), ("weights", "--weights"),
-                 ("unsafe_model", "--unsafe-model"), ("class_names_file", "--class-names"))
+NOT_FOR_BENCH = (("preprocess", "--hc-preprocess"), ("output", "--hc-output"), ("weights", "--hc-weights"),
+                 ("unsafe_model", "--hc-unsafe-model"), ("class_names_file", "--hc-class-names"))
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ class Thresholds:
 
     values: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     source: Mapping[str, str] = field(default_factory=dict)
-    # The same shape serves the baseline's tolerances ([tool.heatcheck.tolerances], --tolerance):
+    # The same shape serves the baseline's tolerances ([tool.heatcheck.tolerances], --hc-tolerance):
     # what the table is called, for the error messages.
     kind: str = "threshold"
 
@@ -109,7 +109,7 @@ class Settings:
     strict: bool = False  # stop at the first bad input row instead of rejecting it
     compare: str | None = None  # a results.json to show side by side in the report
     colormap: str = "jet"
-    cache_dir: Path | None = Path(".heatcheck_cache")  # None: no disk cache (--no-cache)
+    cache_dir: Path | None = Path(".heatcheck_cache")  # None: no disk cache (--hc-no-cache)
     cache_max_mb: int = 512
     sanity_images: int | None = None  # None: the profile's
     sanity_grouping: str = "block"  # randomisation steps: "block" (the architecture's blocks) or "layer"
@@ -143,14 +143,14 @@ class Settings:
         # Every check here is cheap and needs no model: a bad setting stops the run before
         # TensorFlow loads, with one line naming the option.
         # Counts below 1 would read no batch or sample nothing.
-        for option, value in (("--batch-size", self.batch_size), ("--top-k", self.top_k),
-                              ("--sanity-images", self.sanity_images),
-                              ("--stability-images", self.stability_images),
-                              ("--max-image-pixels", self.max_image_pixels)):
+        for option, value in (("--hc-batch-size", self.batch_size), ("--hc-top-k", self.top_k),
+                              ("--hc-sanity-images", self.sanity_images),
+                              ("--hc-stability-images", self.stability_images),
+                              ("--hc-max-image-pixels", self.max_image_pixels)):
             if value is not None and value < 1:
                 raise SettingsError(f"{option} must be at least 1, not {value}")
         if self.seed < 0:  # numpy's generators refuse negative seeds, deep inside the run
-            raise SettingsError(f"--seed must be 0 or more, not {self.seed}")
+            raise SettingsError(f"--hc-seed must be 0 or more, not {self.seed}")
         for name in ("smooth_noise", "stability_max_sigma", "stability_max_brightness"):
             if not math.isfinite(getattr(self, name)):
                 raise SettingsError(f"{name} must be a finite number, not {getattr(self, name)}")
@@ -163,12 +163,12 @@ class Settings:
                         f"{option} does not apply to bench model {self.model}: bench models take none "
                         f"of {', '.join(option for _, option in NOT_FOR_BENCH)}")
         if self.faithfulness_steps < 1:
-            raise SettingsError(f"--faithfulness-steps must be at least 1, not {self.faithfulness_steps}")
+            raise SettingsError(f"--hc-faithfulness-steps must be at least 1, not {self.faithfulness_steps}")
         if self.faithfulness_baseline not in FAITHFULNESS_BASELINES:
-            raise SettingsError(f"--faithfulness-baseline {self.faithfulness_baseline!r}: choose from "
+            raise SettingsError(f"--hc-faithfulness-baseline {self.faithfulness_baseline!r}: choose from "
                                 f"{', '.join(FAITHFULNESS_BASELINES)}")
         if self.max_mask_fraction is not None and not 0.0 < self.max_mask_fraction <= 1.0:
-            raise SettingsError(f"--max-mask-fraction must be in (0, 1], not {self.max_mask_fraction}")
+            raise SettingsError(f"--hc-max-mask-fraction must be in (0, 1], not {self.max_mask_fraction}")
 
     @property
     def smooth_samples(self) -> int:
@@ -187,7 +187,7 @@ def bench_count(spec: str) -> int:
     """N of an image spec ``bench:N``; SettingsError unless it is a whole number ≥ 1."""
     text = spec.split(":", 1)[1]
     if not text.isdigit() or int(text) < 1:
-        raise SettingsError(f"--images {spec}: N must be a whole number of at least 1 (bench:N)")
+        raise SettingsError(f"--hc-images {spec}: N must be a whole number of at least 1 (bench:N)")
     return int(text)
 
 
@@ -196,7 +196,7 @@ def check_colormap(name: str) -> None:
     import matplotlib
 
     if name not in matplotlib.colormaps:
-        raise SettingsError(f"--colormap {name}: unknown colormap; try jet, viridis or cividis "
+        raise SettingsError(f"--hc-colormap {name}: unknown colormap; try jet, viridis or cividis "
                             f"(any name in matplotlib.colormaps)")
 
 
@@ -215,7 +215,7 @@ def check_report_dir(folder: Path) -> None:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".heatcheck-probe-"):
             pass
     except OSError as err:
-        raise SettingsError(f"--report-dir {folder}: cannot write there "
+        raise SettingsError(f"--hc-report-dir {folder}: cannot write there "
                             f"({err.strerror or type(err).__name__})") from None
     finally:
         for path in reversed(created):
@@ -238,7 +238,7 @@ def parse_methods(text: str) -> tuple[str, ...]:
     names = tuple(m.strip().lower() for m in text.split(",") if m.strip())
     unknown = [m for m in names if m not in METHODS + CONTROLS]
     if unknown or not names:
-        raise SettingsError(f"--methods: unknown method {', '.join(unknown) or '(none)'}; "
+        raise SettingsError(f"--hc-methods: unknown method {', '.join(unknown) or '(none)'}; "
                             f"choose from {', '.join(METHODS + CONTROLS)}")
     return names
 
@@ -255,8 +255,8 @@ def _threshold_problem(method: str, value: Any, kind: str = "threshold") -> str 
 
 
 def build_thresholds(table: Mapping[str, Any], overrides: list[str], kind: str = "threshold") -> Thresholds:
-    """Thresholds from pyproject's table, then ``--threshold metric[.method]=value`` overrides
-    (``kind="tolerance"``: the baseline's tolerances and ``--tolerance``)."""
+    """Thresholds from pyproject's table, then ``--hc-threshold metric[.method]=value`` overrides
+    (``kind="tolerance"``: the baseline's tolerances and ``--hc-tolerance``)."""
     values: dict[str, dict[str, float]] = {}
     source: dict[str, str] = {}
     for metric, spec in table.items():

@@ -75,26 +75,26 @@ def load_baseline(path: str | Path) -> Baseline:
     file = given / "results.json" if given.is_dir() else given
     if not file.is_file():
         missing = "no results.json in this folder" if given.is_dir() else "file not found"
-        raise BaselineError(f"--baseline {given}: {missing}")
+        raise BaselineError(f"--hc-baseline {given}: {missing}")
     try:
         results = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
-        raise BaselineError(f"--baseline {file}: cannot read it as results.json "
+        raise BaselineError(f"--hc-baseline {file}: cannot read it as results.json "
                             f"({type(exc).__name__}: {exc})") from None
     if not isinstance(results, dict):
-        raise BaselineError(f"--baseline {file}: not a results.json (a JSON {type(results).__name__})")
+        raise BaselineError(f"--hc-baseline {file}: not a results.json (a JSON {type(results).__name__})")
     if results.get("schema") != SCHEMA:
-        raise BaselineError(f"--baseline {file}: schema {results.get('schema')!r}, this heatcheck "
+        raise BaselineError(f"--hc-baseline {file}: schema {results.get('schema')!r}, this heatcheck "
                             f"reads {SCHEMA!r}")
     if results.get("fatal"):
-        raise BaselineError(f"--baseline {file}: that run stopped ({results['fatal']}); "
+        raise BaselineError(f"--hc-baseline {file}: that run stopped ({results['fatal']}); "
                             f"accept a complete run")
     not_run = results.get("not_run") or []
     if results.get("status") == "incomplete" or results.get("verdict") == "incomplete" or not_run:
-        raise BaselineError(f"--baseline {file}: that run is incomplete ({len(not_run)} test(s) did not "
+        raise BaselineError(f"--hc-baseline {file}: that run is incomplete ({len(not_run)} test(s) did not "
                             f"run); accept a complete run")
     if not isinstance(results.get("checks"), list):
-        raise BaselineError(f"--baseline {file}: has no checks")
+        raise BaselineError(f"--hc-baseline {file}: has no checks")
     return Baseline(file, results)
 
 
@@ -152,7 +152,7 @@ def check_settings(baseline: Baseline, current: Mapping[str, Any]) -> Baseline:
         notes = (*baseline.notes, "the baseline records no audit settings (an older heatcheck): only the "
                                   "seed and profile were checked")
     if differ:
-        raise BaselineError(f"--baseline {baseline.path}: other settings: {'; '.join(differ)}")
+        raise BaselineError(f"--hc-baseline {baseline.path}: other settings: {'; '.join(differ)}")
     return Baseline(baseline.path, baseline.results, notes)
 
 

@@ -108,7 +108,7 @@ def decide(scores: npt.ArrayLike, controls: Mapping[str, npt.ArrayLike], *, marg
             this; only then does "not better than the controls" mean a failure.
         min_images: below this many scored images the set cannot tell.
         strong_control_remedy: appended to the reason when strong controls make the set
-            unable to tell (e.g. "use tighter masks or --max-mask-fraction 0.3").
+            unable to tell (e.g. "use tighter masks or --hc-max-mask-fraction 0.3").
 
     Returns:
         The Decision, with every number oriented so that higher is better.

@@ -169,4 +169,4 @@ def strong_control_remedy(fractions: np.ndarray) -> str:
     share = float(np.mean(fractions))
     suggestion = min(0.3, max(0.05, round(float(np.median(fractions)) / 2, 2)))
     return (f"masks cover {share:.0%} of the image on average; use tighter masks (boxes around "
-            f"the object only) or --max-mask-fraction {suggestion:g}")
+            f"the object only) or --hc-max-mask-fraction {suggestion:g}")

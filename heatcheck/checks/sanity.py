@@ -164,7 +164,7 @@ def read_against_chance(steps: list[np.ndarray], chance_per_image: np.ndarray, *
 
 
 def gate_similarity(normalised: np.ndarray, margin: float, seed: list[int], *,
-                    remedy: str = "audit more images (--sanity-images N)") -> Decision:
+                    remedy: str = "audit more images (--hc-sanity-images N)") -> Decision:
     """Pass when the maps confidently moved at least ``margin`` of the way from unchanged
     (normalised similarity 1) to unrelated (0): the interval of 1 − n lies above the margin;
     fail when it lies below; inconclusive otherwise.

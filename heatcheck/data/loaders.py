@@ -376,7 +376,7 @@ def _decode(path: Path, what: str, to_array: Callable[[Image.Image], _T], max_pi
             if width * height > max_pixels:
                 raise _RowProblem(
                     f"{what} is {width}x{height} = {width * height:,} pixels, over the limit of "
-                    f"{max_pixels:,} (max_image_pixels in [tool.heatcheck] or --max-image-pixels raises "
+                    f"{max_pixels:,} (max_image_pixels in [tool.heatcheck] or --hc-max-image-pixels raises "
                     f"it, for files you trust)")
             return to_array(opened)
     except _RowProblem:

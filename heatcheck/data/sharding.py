@@ -3,7 +3,7 @@
 How heatcheck runs past one process (the design; README "Past one process"):
 
 * The audited set is cut into ``N`` contiguous **blocks**, one per shard, on whole batches of
-  ``--batch-size`` images. A shard computes the per-image work of the whole-set audits (label
+  ``--hc-batch-size`` images. A shard computes the per-image work of the whole-set audits (label
   consistency, localisation, faithfulness) on its block only, so every image's maps are
   computed once, in the same batches as in one process (a model's outputs need not be
   bit-identical across batch compositions on every device).
@@ -19,7 +19,7 @@ How heatcheck runs past one process (the design; README "Past one process"):
   running the same test functions on the merged values (heatcheck.plugin.replay).
 
 pytest-xdist workers are shards of one machine (worker ``gwI`` of ``N`` is shard ``I/N``, the
-controller merges); ``--shard I/N`` is a shard on its own (``python -m heatcheck merge``).
+controller merges); ``--hc-shard I/N`` is a shard on its own (``python -m heatcheck merge``).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class Shard:
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
-            raise ShardError(f"--shard {self.index}/{self.count}: need 0 <= I < N (shards are 0/N .. N-1/N)")
+            raise ShardError(f"--hc-shard {self.index}/{self.count}: need 0 <= I < N (shards are 0/N .. N-1/N)")
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
@@ -62,7 +62,7 @@ class Shard:
         """``"1/3"`` → Shard(1, 3)."""
         match = _SPEC.match(text)
         if match is None:
-            raise ShardError(f"--shard {text!r}: expected I/N, e.g. 0/4 (shards are numbered from 0)")
+            raise ShardError(f"--hc-shard {text!r}: expected I/N, e.g. 0/4 (shards are numbered from 0)")
         return cls(int(match.group(1)), int(match.group(2)))
 
     def split(self, workers: int, worker: int) -> Shard:
@@ -102,7 +102,7 @@ def runs_family(shard: Shard, family: str) -> bool:
 def prediction_rows(total: int, settings: Settings, shard: Shard | None) -> list[np.ndarray]:
     """Groups of rows of the labelled set whose model outputs this process computes, each group
     predicted in its own batches (so a block's batches are one process's): every row in one
-    process; on a shard its block, and every other row with --only-correct (which images are
+    process; on a shard its block, and every other row with --hc-only-correct (which images are
     audited depends on all of them), or else the sample's rows on a shard that runs a sample
     audit (stability reads the model's class of each sampled image)."""
     if shard is None:

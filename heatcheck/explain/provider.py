@@ -3,7 +3,7 @@
 Audits ask for maps of several methods at once, so that the compiled engine can share passes
 between them. With the disk cache on, unnormalised maps are kept per image (heatcheck.explain.cache),
 so that sanity and stability reuse the maps of the map pass (heatcheck.explain.mapset) and an
-unchanged second run computes none; with --no-cache they are computed again.
+unchanged second run computes none; with --hc-no-cache they are computed again.
 """
 
 from __future__ import annotations

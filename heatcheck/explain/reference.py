@@ -1,6 +1,6 @@
 """The reference engine: tf-keras-vis, called as the seed notebook calls it.
 
-Kept for anyone who wants the library's own numbers (``--engine tf-keras-vis``) and as the
+Kept for anyone who wants the library's own numbers (``--hc-engine tf-keras-vis``) and as the
 oracle the compiled engine is tested against. Each visualizer is built once, on the audit
 model's private logits copy, so ``clone=False`` mutates nothing of the user's.
 

@@ -127,7 +127,7 @@ def _read_class_names(path: str) -> tuple[str, ...]:
     try:
         return class_names.read_file(Path(path))
     except (ValueError, OSError) as exc:
-        raise ModelError(f"--class-names {one_line(exc)}") from None
+        raise ModelError(f"--hc-class-names {one_line(exc)}") from None
 
 
 def load_spec(spec: str, *, weights: str | None = None, allow_download: bool = False,
@@ -165,7 +165,7 @@ def load_spec(spec: str, *, weights: str | None = None, allow_download: bool = F
                  extra={"source": source, "weights": weights})
     if names_file is not None:
         if len(names_file) != audit.num_classes:
-            raise ModelError(f"--class-names {class_names_file}: {len(names_file)} names, but the model "
+            raise ModelError(f"--hc-class-names {class_names_file}: {len(names_file)} names, but the model "
                              f"has {audit.num_classes} classes")
         audit = replace(audit, class_names=names_file)
     return audit

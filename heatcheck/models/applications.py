@@ -17,7 +17,7 @@ from typing import Any
 from heatcheck.errors import ModelError, one_line
 from heatcheck.models.sources import file_sha256, load_weights_file, weights_sha256
 
-# --weights none: random weights drawn from this seed, so that runs repeat.
+# --hc-weights none: random weights drawn from this seed, so that runs repeat.
 RANDOM_WEIGHTS_SEED = 0
 
 
@@ -76,8 +76,8 @@ def build(app: Application, weights: str | None, *, allow_download: bool = False
             need the application's own size.
     """
     if weights is None:
-        raise ModelError(f"--model {app.name}: no --weights given; pass --weights imagenet (from the "
-                         f"Keras cache {cache_dir()}), --weights PATH, or --weights none for random "
+        raise ModelError(f"--hc-model {app.name}: no --hc-weights given; pass --hc-weights imagenet (from the "
+                         f"Keras cache {cache_dir()}), --hc-weights PATH, or --hc-weights none for random "
                          f"weights (an audit of an untrained model is rarely what you want)")
     if weights == "none":
         import keras
@@ -89,7 +89,7 @@ def build(app: Application, weights: str | None, *, allow_download: bool = False
         return _imagenet(app, allow_download, input_shape)
     path = Path(weights)
     if not path.is_file():
-        raise ModelError(f"--weights {weights}: no such file (expected imagenet, none or a weights file)")
+        raise ModelError(f"--hc-weights {weights}: no such file (expected imagenet, none or a weights file)")
     return load_weights_file(_architecture(app, input_shape), path, app.name), file_sha256(path)
 
 
@@ -108,12 +108,12 @@ def _imagenet(app: Application, allow_download: bool,
     if path.is_file():
         return load_weights_file(_architecture(app, input_shape), path, app.name), file_sha256(path)
     if not allow_download:
-        raise ModelError(f"--weights imagenet: {app.weights_file} is not in {path.parent}; put it there "
-                         f"(or set KERAS_HOME), pass --weights PATH, or add --allow-download")
+        raise ModelError(f"--hc-weights imagenet: {app.weights_file} is not in {path.parent}; put it there "
+                         f"(or set KERAS_HOME), pass --hc-weights PATH, or add --hc-allow-download")
     try:
         model = _architecture(app, input_shape, weights="imagenet")
     except Exception as exc:  # network and hash errors come in many types
-        raise ModelError(f"--weights imagenet: download of {app.weights_file} failed: "
+        raise ModelError(f"--hc-weights imagenet: download of {app.weights_file} failed: "
                          f"{one_line(exc)}") from exc
     return model, file_sha256(path) if path.is_file() else weights_sha256(model)
 

@@ -58,12 +58,12 @@ def get(name: str) -> Callable[[np.ndarray], np.ndarray]:
     if ":" in name:
         from heatcheck.models.sources import import_object  # lazily: it imports user code
 
-        user_fn = import_object(name, "--preprocess")
+        user_fn = import_object(name, "--hc-preprocess")
 
         def user_preprocess(pixels: np.ndarray) -> np.ndarray:
             return np.asarray(user_fn(pixels), np.float32)
 
         user_preprocess.__name__ = name
         return user_preprocess
-    raise ValueError(f"--preprocess {name}: unknown; choose from {', '.join(PREPROCESSORS)} "
+    raise ValueError(f"--hc-preprocess {name}: unknown; choose from {', '.join(PREPROCESSORS)} "
                      f"or module:function")

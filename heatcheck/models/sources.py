@@ -31,7 +31,7 @@ def load_model_file(path: Path, *, safe_mode: bool = True) -> Any:
     except ValueError as exc:
         if "safe_mode" in str(exc) or "Lambda" in str(exc):
             raise ModelError(f"{path}: refused by Keras safe mode (it contains a Lambda layer or "
-                             f"custom code); pass --unsafe-model if you trust this file") from exc
+                             f"custom code); pass --hc-unsafe-model if you trust this file") from exc
         raise ModelError(f"{path}: cannot load model: {one_line(exc)}") from exc
     except Exception as exc:  # h5py/zipfile raise many types for a corrupt file
         raise ModelError(f"{path}: cannot load model ({type(exc).__name__}: {one_line(exc)})") from exc
@@ -41,8 +41,8 @@ def load_saved_model(path: Path, *, safe_mode: bool = True) -> Any:
     """A TensorFlow SavedModel folder as a functional Keras model around ``keras.layers.TFSMLayer``.
 
     A SavedModel runs TensorFlow graph code that Keras safe mode cannot check (Keras itself
-    refuses to deserialize a TFSMLayer in safe mode), so it needs ``--unsafe-model``. Its
-    outputs, when a dict, become outputs named by their keys (choose one with ``--output``).
+    refuses to deserialize a TFSMLayer in safe mode), so it needs ``--hc-unsafe-model``. Its
+    outputs, when a dict, become outputs named by their keys (choose one with ``--hc-output``).
     """
     import keras
 
@@ -50,7 +50,7 @@ def load_saved_model(path: Path, *, safe_mode: bool = True) -> Any:
         raise ModelError(f"{path}: not a model file and not a SavedModel folder (no saved_model.pb)")
     if safe_mode:
         raise ModelError(f"{path}: a SavedModel runs TensorFlow graph code that Keras safe mode cannot "
-                         f"check; pass --unsafe-model if you trust this folder")
+                         f"check; pass --hc-unsafe-model if you trust this folder")
     layer = _tfsm_layer(path)
     fn = layer.call_endpoint_fn
     signature = getattr(fn, "input_signature", None) or getattr(fn, "structured_input_signature", None)
@@ -97,7 +97,7 @@ def _current_directory_importable() -> Iterator[None]:
             sys.path.remove(cwd)
 
 
-def import_object(spec: str, option: str = "--model") -> Callable[..., Any]:
+def import_object(spec: str, option: str = "--hc-model") -> Callable[..., Any]:
     """The callable ``module:function`` names, imported from sys.path or the current directory."""
     module_name, _, attr = spec.partition(":")
     with _current_directory_importable():
@@ -124,9 +124,9 @@ def load_factory(spec: str) -> Any:
     try:
         model = factory()
     except Exception as exc:  # the user's code may raise anything
-        raise ModelError(f"--model {spec}: the factory raised {type(exc).__name__}: {one_line(exc)}") from exc
+        raise ModelError(f"--hc-model {spec}: the factory raised {type(exc).__name__}: {one_line(exc)}") from exc
     if not isinstance(model, keras.Model):
-        raise ModelError(f"--model {spec}: the factory returned {type(model).__name__}, not a keras Model")
+        raise ModelError(f"--hc-model {spec}: the factory returned {type(model).__name__}, not a keras Model")
     return model
 
 
@@ -137,8 +137,8 @@ def load_model_object(spec: str, *, safe_mode: bool = True) -> tuple[Any, str, s
         return load_saved_model(path, safe_mode=safe_mode), file_sha256(path), "saved_model"
     if path.is_file():
         if path.name.endswith(".weights.h5"):
-            raise ModelError(f"{path}: a weights file, not a model; pass it as --weights with the "
-                             f"architecture as --model (a keras.applications name or module:function)")
+            raise ModelError(f"{path}: a weights file, not a model; pass it as --hc-weights with the "
+                             f"architecture as --hc-model (a keras.applications name or module:function)")
         return load_model_file(path, safe_mode=safe_mode), file_sha256(path), "file"
     if FACTORY_SPEC.match(spec):
         model = load_factory(spec)
@@ -147,7 +147,7 @@ def load_model_object(spec: str, *, safe_mode: bool = True) -> tuple[Any, str, s
         raise ModelError(f"{path}: model file not found")
     from heatcheck.models.applications import APPLICATIONS
 
-    raise ModelError(f"--model {spec}: not a model file, a SavedModel folder, a keras.applications "
+    raise ModelError(f"--hc-model {spec}: not a model file, a SavedModel folder, a keras.applications "
                      f"name ({', '.join(APPLICATIONS)}) or module:function")
 
 
@@ -161,17 +161,17 @@ def load_weights_file(model: Any, path: Path, target: str) -> Any:
 
 
 def with_weights(model: Any, sha256: str, weights: str | None, spec: str) -> tuple[Any, str]:
-    """A file's or factory's model with ``--weights PATH`` loaded into it (the model is ours)."""
+    """A file's or factory's model with ``--hc-weights PATH`` loaded into it (the model is ours)."""
     if weights is None:
         return model, sha256
     if weights in ("imagenet", "none"):
         from heatcheck.models.applications import APPLICATIONS
 
-        raise ModelError(f"--weights {weights} applies to keras.applications names "
+        raise ModelError(f"--hc-weights {weights} applies to keras.applications names "
                          f"({', '.join(APPLICATIONS)}), not to {spec}")
     path = Path(weights)
     if not path.is_file():
-        raise ModelError(f"--weights {weights}: no such file")
+        raise ModelError(f"--hc-weights {weights}: no such file")
     load_weights_file(model, path, spec)
     return model, weights_sha256(model)
 

@@ -49,7 +49,7 @@ def select_output(model: Any, spec: str, output: str | None = None) -> Any:
 
 
 def _output_index(model: Any, spec: str, output: str | None) -> int:
-    """Which output ``--output`` (an index, an output layer's name or a dict key) picks."""
+    """Which output ``--hc-output`` (an index, an output layer's name or a dict key) picks."""
     outputs = list(model.outputs)
     names = [str(n) for n in getattr(model, "output_names", None) or range(len(outputs))]
     struct = getattr(model, "_outputs_struct", None)
@@ -60,7 +60,7 @@ def _output_index(model: Any, spec: str, output: str | None) -> int:
     if output is None:
         if len(outputs) > 1:
             raise ModelError(f"{spec}: the model has {len(outputs)} outputs ({listing}); pick one "
-                             f"with --output INDEX|NAME")
+                             f"with --hc-output INDEX|NAME")
         return 0
     if output.isdigit() and int(output) < len(outputs):
         return int(output)
@@ -68,7 +68,7 @@ def _output_index(model: Any, spec: str, output: str | None) -> int:
         return names.index(output)
     if output in keys:
         return keys.index(output)
-    raise ModelError(f"--output {output}: no such output; the model's outputs are {listing}")
+    raise ModelError(f"--hc-output {output}: no such output; the model's outputs are {listing}")
 
 
 def check_input(model: Any, spec: str) -> tuple[int, int, int]:
@@ -100,7 +100,7 @@ def _in_memory_layers() -> Iterator[None]:
     """Copy layers that are already in memory even if they hold Python code (a Lambda).
 
     Safe mode guards files from untrusted sources; a model already loaded (with
-    --unsafe-model) or built by the user's factory has run its code already, and copying it
+    --hc-unsafe-model) or built by the user's factory has run its code already, and copying it
     must not fail. Keras has no public scope for this, hence its private SafeModeScope.
     """
     from keras.src.saving.serialization_lib import SafeModeScope
@@ -215,9 +215,9 @@ def find_conv_layer(model: Any, name: str | None = None) -> str | None:
         try:
             layer = model.get_layer(name)
         except ValueError:
-            raise ModelError(f"--layer {name}: no such layer in model '{model.name}'") from None
+            raise ModelError(f"--hc-layer {name}: no such layer in model '{model.name}'") from None
         if len(layer.output.shape) != 4 or getattr(layer, "data_format", None) == "channels_first":
-            raise ModelError(f"--layer {name}: output shape {tuple(layer.output.shape)} is not "
+            raise ModelError(f"--hc-layer {name}: output shape {tuple(layer.output.shape)} is not "
                              f"spatial (needs batch, height, width, channels)")
         return name
     conv_types = (keras.layers.Conv2D, keras.layers.SeparableConv2D, keras.layers.DepthwiseConv2D)
@@ -232,7 +232,7 @@ def logits_and_conv(model: Any, spec: str, layer: str | None) -> tuple[Any, str 
 
     if any(isinstance(lay, keras.layers.TFSMLayer) for lay in model.layers):
         if layer is not None:
-            raise ModelError(f"--layer {layer}: a SavedModel's layers are not visible to Keras")
+            raise ModelError(f"--hc-layer {layer}: a SavedModel's layers are not visible to Keras")
         return model, None, {
             "logits": "SavedModel output used as is: a softmax inside it cannot be removed",
             "conv_layer_reason": "a SavedModel is opaque to Keras: it has no conv layer to read"}
@@ -248,7 +248,7 @@ def logits_and_conv(model: Any, spec: str, layer: str | None) -> tuple[Any, str 
             reason = (f"nested model(s) {', '.join(nested)} could not be flattened "
                       f"({type(exc).__name__}: {one_line(exc)}), so their conv layers are out of reach")
             if layer is not None:
-                raise ModelError(f"--layer {layer}: {reason}") from exc
+                raise ModelError(f"--hc-layer {layer}: {reason}") from exc
             return with_linear_head(model, spec), None, {"conv_layer_reason": reason}
     conv = find_conv_layer(logits, layer)
     if conv is None:

@@ -49,77 +49,77 @@ AUDIT_INFO_KEY = pytest.StashKey[dict[str, tuple[str, str, str | None]]]()
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("heatcheck", "heatcheck model audits")
     add = group.addoption
-    add("--model", dest="hc_model", default=None,
+    add("--hc-model", dest="hc_model", default=None,
         help="model to audit: bench:clean|bench:shortcut|bench:random-labels, or a .keras/.h5 path")
-    add("--images", dest="hc_images", default=None,
+    add("--hc-images", dest="hc_images", default=None,
         help="labelled images: bench or bench:N (built-in)")
-    add("--methods", dest="hc_methods", default=None,
+    add("--hc-methods", dest="hc_methods", default=None,
         help=f"comma-separated methods: {','.join(METHODS)}, controls edges,noise")
-    add("--layer", dest="hc_layer", default=None, help="conv layer for Grad-CAM(++) (default: last conv)")
-    add("--profile", dest="hc_profile", default=None, choices=sorted(PROFILES),
+    add("--hc-layer", dest="hc_layer", default=None, help="conv layer for Grad-CAM(++) (default: last conv)")
+    add("--hc-profile", dest="hc_profile", default=None, choices=sorted(PROFILES),
         help="budget profile: smoke, ci (default), full")
-    add("--seed", dest="hc_seed", default=None, type=int, help="seed for every random draw (default 0)")
-    add("--report-dir", dest="hc_report_dir", default=None, help="where results.json and index.html go")
-    add("--only-correct", dest="hc_only_correct", action="store_true", default=None,
+    add("--hc-seed", dest="hc_seed", default=None, type=int, help="seed for every random draw (default 0)")
+    add("--hc-report-dir", dest="hc_report_dir", default=None, help="where results.json and index.html go")
+    add("--hc-only-correct", dest="hc_only_correct", action="store_true", default=None,
         help="audit maps only on images the model classifies correctly")
-    add("--top-k", dest="hc_top_k", default=None, type=int,
+    add("--hc-top-k", dest="hc_top_k", default=None, type=int,
         help="label consistency: the label must be in the model's top-k (default 1)")
-    add("--threshold", dest="hc_thresholds", action="append", default=[], metavar="METRIC[.METHOD]=VALUE",
+    add("--hc-threshold", dest="hc_thresholds", action="append", default=[], metavar="METRIC[.METHOD]=VALUE",
         help="override a threshold from [tool.heatcheck.thresholds]; repeatable")
-    add("--engine", dest="hc_engine", default=None, choices=ENGINES,
+    add("--hc-engine", dest="hc_engine", default=None, choices=ENGINES,
         help="attribution engine: compiled (default) or tf-keras-vis (the reference)")
-    add("--batch-size", dest="hc_batch_size", default=None, type=int, help="images per model call")
-    add("--sanity-images", dest="hc_sanity_images", default=None, type=int,
+    add("--hc-batch-size", dest="hc_batch_size", default=None, type=int, help="images per model call")
+    add("--hc-sanity-images", dest="hc_sanity_images", default=None, type=int,
         help="images for the randomisation audits (default: the profile's)")
-    add("--random-label-model", dest="hc_random_label_model", default=None,
+    add("--hc-random-label-model", dest="hc_random_label_model", default=None,
         help="a model trained on permuted labels, for the data randomisation test")
-    add("--stability-images", dest="hc_stability_images", default=None, type=int,
+    add("--hc-stability-images", dest="hc_stability_images", default=None, type=int,
         help="images for the stability audits (default: the profile's)")
-    add("--stability-search", dest="hc_stability_search", default=None, choices=["ci", "deep"],
+    add("--hc-stability-search", dest="hc_stability_search", default=None, choices=["ci", "deep"],
         help="hypothesis search for breaking perturbations: ci (derandomized, bounded) "
              "or deep (10× the examples)")
-    add("--weights", dest="hc_weights", default=None,
+    add("--hc-weights", dest="hc_weights", default=None,
         help="weights for a keras.applications model: imagenet (Keras cache) or a file path")
-    add("--allow-download", dest="hc_allow_download", action="store_true", default=None,
+    add("--hc-allow-download", dest="hc_allow_download", action="store_true", default=None,
         help="let Keras download ImageNet weights when they are not in the cache")
-    add("--output", dest="hc_output", default=None, help="output of a multi-output model (index or name)")
-    add("--preprocess", dest="hc_preprocess", default=None,
+    add("--hc-output", dest="hc_output", default=None, help="output of a multi-output model (index or name)")
+    add("--hc-preprocess", dest="hc_preprocess", default=None,
         help="input preprocessing: raw (0-255), unit, caffe, tf, torch or module:function")
-    add("--class-names", dest="hc_class_names", default=None,
+    add("--hc-class-names", dest="hc_class_names", default=None,
         help="class names file: a JSON list or one name per line")
-    add("--strict-inputs", dest="hc_strict", action="store_true", default=None,
+    add("--hc-strict-inputs", dest="hc_strict", action="store_true", default=None,
         help="stop at the first bad input row instead of rejecting it and going on")
-    add("--compare", dest="hc_compare", default=None,
+    add("--hc-compare", dest="hc_compare", default=None,
         help="another run's results.json to show side by side in the report")
-    add("--colormap", dest="hc_colormap", default=None,
+    add("--hc-colormap", dest="hc_colormap", default=None,
         help="map colours in the report: jet (as the seed) or a colour-blind-safe one such as cividis")
-    add("--no-cache", dest="hc_no_cache", action="store_true", default=None,
+    add("--hc-no-cache", dest="hc_no_cache", action="store_true", default=None,
         help="compute every map afresh; do not read or write the on-disk map cache")
-    add("--cache-dir", dest="hc_cache_dir", default=None, help="map cache folder (default .heatcheck_cache)")
-    add("--unsafe-model", dest="hc_unsafe_model", action="store_true", default=None,
+    add("--hc-cache-dir", dest="hc_cache_dir", default=None, help="map cache folder (default .heatcheck_cache)")
+    add("--hc-unsafe-model", dest="hc_unsafe_model", action="store_true", default=None,
         help="load model files with Keras safe mode off (only for files you trust)")
-    add("--faithfulness-steps", dest="hc_faithfulness_steps", default=None, type=int, metavar="N",
+    add("--hc-faithfulness-steps", dest="hc_faithfulness_steps", default=None, type=int, metavar="N",
         help="points on the deletion and insertion curves (default 16)")
-    add("--faithfulness-baseline", dest="hc_faithfulness_baseline", default=None,
+    add("--hc-faithfulness-baseline", dest="hc_faithfulness_baseline", default=None,
         choices=["blur", "zeros", "mean"], help="what a deleted pixel becomes (default blur)")
-    add("--max-mask-fraction", dest="hc_max_mask_fraction", default=None, type=float, metavar="F",
+    add("--hc-max-mask-fraction", dest="hc_max_mask_fraction", default=None, type=float, metavar="F",
         help="localisation: audit only images whose object covers less than F of the image")
-    add("--fail-inconclusive", dest="hc_fail_inconclusive", action="store_true", default=None,
+    add("--hc-fail-inconclusive", dest="hc_fail_inconclusive", action="store_true", default=None,
         help="strict gate: an inconclusive check fails the run")
-    add("--shard", dest="hc_shard", default=None, metavar="I/N",
+    add("--hc-shard", dest="hc_shard", default=None, metavar="I/N",
         help="audit shard I of N (0-based) of the images and write partial results; "
              "python -m heatcheck merge puts the shards together")
-    add("--baseline", dest="hc_baseline", default=None, metavar="PATH",
+    add("--hc-baseline", dest="hc_baseline", default=None, metavar="PATH",
         help="an accepted run's results.json (or its folder): fail checks that got worse than it by "
              "more than their tolerance")
-    add("--tolerance", dest="hc_tolerances", action="append", default=[], metavar="METRIC[.METHOD]=VALUE",
+    add("--hc-tolerance", dest="hc_tolerances", action="append", default=[], metavar="METRIC[.METHOD]=VALUE",
         help="override a tolerance from [tool.heatcheck.tolerances]; repeatable")
-    add("--save-baseline", dest="hc_save_baseline", default=None, metavar="PATH",
+    add("--hc-save-baseline", dest="hc_save_baseline", default=None, metavar="PATH",
         help="store this run's results.json at PATH (a file or folder) as the next accepted baseline")
-    add("--fail-on-caveats", dest="hc_fail_on_caveats", action="store_true", default=None,
+    add("--hc-fail-on-caveats", dest="hc_fail_on_caveats", action="store_true", default=None,
         help="strict gate: a run that audited less than a full audit (audits not selected or that "
              "audited no image, rejected rows, few images) fails instead of passing with caveats")
-    add("--max-image-pixels", dest="hc_max_image_pixels", default=None, type=int,
+    add("--hc-max-image-pixels", dest="hc_max_image_pixels", default=None, type=int,
         help="refuse larger images (decompression bombs); default 89478485, Pillow's limit")
 
 
@@ -219,7 +219,7 @@ def pytest_configure(config: pytest.Config) -> None:
     from heatcheck.plugin.baseline import configure_baseline  # it imports this module's keys
 
     configure_baseline(config)
-    # Past one process (--shard, pytest-xdist): heatcheck.plugin.shards
+    # Past one process (--hc-shard, pytest-xdist): heatcheck.plugin.shards
     shards.configure(config, settings, config.getoption("hc_shard"))
 
 

@@ -1,6 +1,6 @@
-"""The pytest side of the model-validation gate (heatcheck.checks.baseline): ``--baseline`` checked
+"""The pytest side of the model-validation gate (heatcheck.checks.baseline): ``--hc-baseline`` checked
 before TensorFlow loads, one regression test per compared check after every audit, the image
-set checked once predictions are made, ``--save-baseline``, and the terminal summary.
+set checked once predictions are made, ``--hc-save-baseline``, and the terminal summary.
 
 Part of the pytest plugin (it goes to heatcheck/plugin/ when the package is split); the
 comparisons themselves are plain functions in heatcheck.checks.baseline.
@@ -40,7 +40,7 @@ BASELINE_KEY = pytest.StashKey[Baseline]()
 
 
 def configure_baseline(config: pytest.Config) -> None:
-    """Load and check ``--baseline`` (file, schema, settings, tolerances) before anything imports
+    """Load and check ``--hc-baseline`` (file, schema, settings, tolerances) before anything imports
     TensorFlow, refusing with one usage-error line; register the session's hooks."""
     settings = config.stash[SETTINGS_KEY]
     if not settings.baseline and not settings.save_baseline:
@@ -56,11 +56,11 @@ def configure_baseline(config: pytest.Config) -> None:
         # threshold, and every metric with a threshold has a default tolerance.
         problems = tolerance_table_problems(settings.thresholds, settings.tolerances)
         if problems:
-            raise pytest.UsageError(f"heatcheck: --baseline: [tool.heatcheck.tolerances] needs one tolerance "
+            raise pytest.UsageError(f"heatcheck: --hc-baseline: [tool.heatcheck.tolerances] needs one tolerance "
                                     f"per gated metric: {'; '.join(problems)}")
         unknown = unknown_metrics(baseline, settings.thresholds)
         if unknown:
-            raise pytest.UsageError(f"heatcheck: --baseline {baseline.path}: records {', '.join(unknown)}, "
+            raise pytest.UsageError(f"heatcheck: --hc-baseline {baseline.path}: records {', '.join(unknown)}, "
                                     f"which this heatcheck's audits do not (an older heatcheck?): accept a "
                                     f"run of this one")
         config.stash[BASELINE_KEY] = baseline
@@ -69,7 +69,7 @@ def configure_baseline(config: pytest.Config) -> None:
 
 
 def _resolve(config: pytest.Config, path: str) -> Path:
-    # Like --report-dir: a relative path is read from the rootdir, whoever invokes pytest.
+    # Like --hc-report-dir: a relative path is read from the rootdir, whoever invokes pytest.
     given = Path(path)
     return given if given.is_absolute() else config.rootpath / given
 
@@ -82,7 +82,7 @@ def refuse_other_image_set(config: pytest.Config, items: Sequence[Mapping[str, A
         return
     difference = image_set_difference(baseline, items)
     if difference is not None:
-        raise BaselineError(f"--baseline {baseline.path}: {difference}")
+        raise BaselineError(f"--hc-baseline {baseline.path}: {difference}")
     store = config.stash[STORE_KEY]
     if store.baseline is not None:
         store.baseline["notes"] = [*store.baseline.get("notes", []), *image_set_notes(baseline)]

@@ -1,4 +1,4 @@
-"""The pytest side of running past one process: ``--shard I/N`` and pytest-xdist workers.
+"""The pytest side of running past one process: ``--hc-shard I/N`` and pytest-xdist workers.
 
 A shard (heatcheck.data.sharding) runs every whole-set audit test on its block of the images, but
 only as far as its fixtures: the per-image values those tests read are kept (:data:`KEPT`)
@@ -13,7 +13,7 @@ audit tests of its shard and one worker each of the other tests; worker ``i`` ta
 ``i mod count`` (CUDA_VISIBLE_DEVICES, set before TensorFlow starts, memory growth on); the
 controller sums the workers' progress, merges their partials (heatcheck.report.merge) and writes the
 one results.json and report, sets the exit code from the merged verdict and prints the
-merged failures. With ``--shard I/N`` as well, worker ``i`` of ``k`` is shard ``I·k+i`` of
+merged failures. With ``--hc-shard I/N`` as well, worker ``i`` of ``k`` is shard ``I·k+i`` of
 ``N·k`` and the controller leaves the partials in the report folder for a later merge.
 """
 
@@ -60,8 +60,8 @@ def configure(config: pytest.Config, settings: Settings, shard_option: str | Non
     worker = xdist_worker()
     parallel = base is not None or _is_xdist_controller(config) or workerinput is not None
     if parallel and (settings.baseline or settings.save_baseline):
-        raise pytest.UsageError("heatcheck: --baseline and --save-baseline work on one process's run; with "
-                                "-n or --shard, merge first and keep the merged results.json as the baseline")
+        raise pytest.UsageError("heatcheck: --hc-baseline and --hc-save-baseline work on one process's run; with "
+                                "-n or --hc-shard, merge first and keep the merged results.json as the baseline")
     if workerinput is not None and worker is not None:
         index, count = worker
         assign_gpu(index)

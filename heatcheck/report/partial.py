@@ -1,6 +1,6 @@
 """What a shard writes, and reading it back: a shard's partial results.
 
-A shard (``--shard I/N``, or a pytest-xdist worker) does not decide the whole-set checks: it
+A shard (``--hc-shard I/N``, or a pytest-xdist worker) does not decide the whole-set checks: it
 keeps what they are decided from. Its partial is two files in its report folder,
 ``heatcheck-partial-I-of-N.json`` and ``.npz``:
 
@@ -224,7 +224,7 @@ def read_partial(path: Path) -> Partial:
 
 def find_partials(folders: Iterable[Path]) -> list[Path]:
     """The partials' JSON files in ``folders`` (each a shard's report folder, or one holding
-    several shards' files, as a controller with --shard leaves them)."""
+    several shards' files, as a controller with --hc-shard leaves them)."""
     found = []
     for folder in folders:
         folder = Path(folder)

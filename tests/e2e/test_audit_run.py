@@ -18,8 +18,8 @@ def run_audits(pytester: pytest.Pytester, *args: str, target: str = "audits") ->
     report_dir = pytester.path / "reports"
     result = pytester.runpytest_subprocess(
         str(REPO / target), f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"),
-        "-p", "no:cacheprovider", "--report-dir", str(report_dir), "--images", "bench:24",
-        "--cache-dir", str(pytester.path / "map-cache"), *args)
+        "-p", "no:cacheprovider", "--hc-report-dir", str(report_dir), "--hc-images", "bench:24",
+        "--hc-cache-dir", str(pytester.path / "map-cache"), *args)
     results = json.loads((report_dir / "results.json").read_text())
     return result.ret, results, report_dir
 
@@ -55,7 +55,7 @@ def test_clean_bench_model_passes_and_writes_the_report(pytester):
 
 
 def test_shortcut_bench_model_fails_localisation(pytester):
-    code, results, _ = run_audits(pytester, "--model", "bench:shortcut")
+    code, results, _ = run_audits(pytester, "--hc-model", "bench:shortcut")
     assert code == 1
     assert results["verdict"] == "fail"
     bad = failed(results)
@@ -68,7 +68,7 @@ def test_shortcut_bench_model_fails_localisation(pytester):
 
 def test_labels_the_model_does_not_predict_fail_label_consistency(pytester):
     # The random-label model agrees with the true labels at about chance (0.25 < 0.9).
-    code, results, _ = run_audits(pytester, "--model", "bench:random-labels", target="audits/test_labels.py")
+    code, results, _ = run_audits(pytester, "--hc-model", "bench:random-labels", target="audits/test_labels.py")
     assert code == 1
     check = next(c for c in results["checks"] if c["audit"] == "labels")
     assert check["status"] == "failed"
@@ -81,12 +81,12 @@ def test_help_does_not_import_tensorflow():
             "print('TF_LOADED' if 'tensorflow' in sys.modules else 'TF_NOT_LOADED')")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          timeout=120, check=True).stdout
-    assert "--model" in out
+    assert "--hc-model" in out
     assert "TF_NOT_LOADED" in out
 
 
 def test_edge_detector_control_fails_the_sanity_audit(pytester):
-    code, results, _ = run_audits(pytester, "--methods", "edges", target="audits/test_sanity.py")
+    code, results, _ = run_audits(pytester, "--hc-methods", "edges", target="audits/test_sanity.py")
     assert code == 1
     cascading = [c for c in results["checks"] if c["metric"].startswith("cascading_")]
     assert cascading
@@ -95,7 +95,7 @@ def test_edge_detector_control_fails_the_sanity_audit(pytester):
 
 
 def test_random_map_control_fails_stability_and_names_the_breaking_perturbation(pytester):
-    code, results, _ = run_audits(pytester, "--methods", "noise", target="audits/test_stability.py")
+    code, results, _ = run_audits(pytester, "--hc-methods", "noise", target="audits/test_stability.py")
     assert code == 1
     checks = {c["metric"]: c for c in results["checks"]}
     assert checks["map_ssim"]["status"] == "failed"
@@ -106,7 +106,7 @@ def test_random_map_control_fails_stability_and_names_the_breaking_perturbation(
 
 
 def test_stability_audit_repeats_exactly(pytester):
-    runs = [run_audits(pytester, "--methods", "smoothgrad,gradcam", "--profile", "smoke",
+    runs = [run_audits(pytester, "--hc-methods", "smoothgrad,gradcam", "--hc-profile", "smoke",
                        target="audits/test_stability.py")[1] for _ in range(2)]
     values = [[(c["metric"], c["method"], c["value"], c["per_image"], c["details"]) for c in r["checks"]]
               for r in runs]
@@ -114,10 +114,10 @@ def test_stability_audit_repeats_exactly(pytester):
 
 
 def test_second_run_with_nothing_changed_computes_no_map(pytester):
-    args = ("--methods", "saliency,gradcam", "--profile", "smoke")
+    args = ("--hc-methods", "saliency,gradcam", "--hc-profile", "smoke")
     _, cold, _ = run_audits(pytester, *args)
     _, warm, _ = run_audits(pytester, *args)
-    _, fresh, _ = run_audits(pytester, *args, "--no-cache")
+    _, fresh, _ = run_audits(pytester, *args, "--hc-no-cache")
     assert cold["passes"]["run"] > 0
     assert warm["passes"]["run"] == 0
     assert warm["passes"]["cache_hits"] > 0
@@ -130,8 +130,8 @@ def test_second_run_with_nothing_changed_computes_no_map(pytester):
 
 
 def test_only_correct_restricts_the_map_audits_to_images_the_model_gets_right(pytester):
-    code, results, _ = run_audits(pytester, "--model", "bench:random-labels", "--only-correct",
-                                  "--methods", "gradcam", target="audits/test_localisation.py")
+    code, results, _ = run_audits(pytester, "--hc-model", "bench:random-labels", "--hc-only-correct",
+                                  "--hc-methods", "gradcam", target="audits/test_localisation.py")
     correct = {item["id"] for item in results["images"]["items"] if item["correct"]}
     assert 0 < len(correct) < 24
     localisation = [c for c in results["checks"] if c["audit"] == "localisation"]
@@ -175,11 +175,11 @@ def test_images_read_from_files_batch_by_batch_audit_like_the_bench_in_memory(py
     manifest = pytester.path / "manifest.csv"
     manifest.write_text("\n".join(rows) + "\n")
     targets = ("audits/test_labels.py", "audits/test_localisation.py", "audits/test_faithfulness.py")
-    args = ("--no-cache", "--methods", "saliency,gradcam")
+    args = ("--hc-no-cache", "--hc-methods", "saliency,gradcam")
     code, in_memory, _ = run_audits(pytester, *args, *[str(REPO / t) for t in targets[1:]],
                                     target=targets[0])
     assert code == 0, in_memory["errors"]
-    code, from_files, _ = run_audits(pytester, *args, "--images", str(manifest), "--batch-size", "5",
+    code, from_files, _ = run_audits(pytester, *args, "--hc-images", str(manifest), "--hc-batch-size", "5",
                                      "-p", "seen", *[str(REPO / t) for t in targets[1:]], target=targets[0])
     assert code == 0, from_files["errors"]
     assert from_files["images"]["count"] == 24

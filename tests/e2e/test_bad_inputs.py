@@ -57,7 +57,7 @@ def run(pytester, *args):
     result = pytester.runpytest_subprocess(
         str(REPO / "audits" / "test_labels.py"), str(REPO / "audits" / "test_localisation.py"),
         f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"), "-p", "no:cacheprovider",
-        "--report-dir", str(report_dir), "--no-cache", *args)
+        "--hc-report-dir", str(report_dir), "--hc-no-cache", *args)
     results = json.loads((report_dir / "results.json").read_text())
     assert (report_dir / "index.html").exists()
     return result, results
@@ -65,7 +65,7 @@ def run(pytester, *args):
 
 def test_every_bad_row_is_rejected_with_its_reason_and_the_rest_is_audited(pytester):
     manifest = write_manifest(pytester.path)
-    result, results = run(pytester, "--images", str(manifest), "--methods", "gradcam")
+    result, results = run(pytester, "--hc-images", str(manifest), "--hc-methods", "gradcam")
     assert result.ret == 0, results["errors"]
     reasons = {r["id"]: r["reason"] for r in results["images"]["rejected"]}
     assert len(reasons) == len(BAD_ROWS)
@@ -79,7 +79,7 @@ def test_every_bad_row_is_rejected_with_its_reason_and_the_rest_is_audited(pytes
 
 def test_strict_inputs_stop_at_the_first_bad_row(pytester):
     manifest = write_manifest(pytester.path, good=4)
-    result, results = run(pytester, "--images", str(manifest), "--methods", "gradcam", "--strict-inputs")
+    result, results = run(pytester, "--hc-images", str(manifest), "--hc-methods", "gradcam", "--hc-strict-inputs")
     assert result.ret == 1
     assert results["verdict"] == "fail"
     assert "image file not found" in results["errors"][0]["message"]
@@ -116,31 +116,31 @@ keras.saving.load_model("fixtures/bench_models/clean.keras").save_weights(sys.ar
     ("corrupt-model", "cannot load model"),
     ("weights-for-another-architecture", "does not fit"),
     ("nan-output", "output has NaN or Inf for 4 image(s), first at 'bench-0' (index 0)"),
-    ("layer-missing", "--layer nope: no such layer"),
-    ("layer-not-spatial", "--layer gap: output shape (None, 64) is not"),
+    ("layer-missing", "--hc-layer nope: no such layer"),
+    ("layer-not-spatial", "--hc-layer gap: output shape (None, 64) is not"),
 ])
 def test_whole_set_problems_stop_with_one_line_and_still_write_the_report(pytester, setup, message):
     manifest = pytester.path / "manifest.csv"
-    args = ["--images", str(manifest)]
+    args = ["--hc-images", str(manifest)]
     if setup == "missing-column":
         manifest.write_text("image,mask\na.png,b.png\n")
     elif setup == "empty-set":
         manifest.write_text("image,label,mask\nnothing.png,circle,none.png\n")
     elif setup == "missing-model":
-        args = ["--model", str(pytester.path / "nope.keras")]
+        args = ["--hc-model", str(pytester.path / "nope.keras")]
     elif setup == "corrupt-model":
         (pytester.path / "corrupt.keras").write_bytes(b"PK\x03\x04 not really a zip")
-        args = ["--model", str(pytester.path / "corrupt.keras")]
+        args = ["--hc-model", str(pytester.path / "corrupt.keras")]
     elif setup == "weights-for-another-architecture":
         weights = in_a_subprocess(BENCH_WEIGHTS, pytester.path / "bench.weights.h5")
-        args = ["--model", "mobilenet_v2", "--weights", str(weights)]
+        args = ["--hc-model", "mobilenet_v2", "--hc-weights", str(weights)]
     elif setup == "nan-output":
         model = in_a_subprocess(NAN_MODEL, pytester.path / "nan.keras")
-        args = ["--model", str(model), "--images", "bench:4"]
+        args = ["--hc-model", str(model), "--hc-images", "bench:4"]
     elif setup == "layer-missing":
-        args = ["--layer", "nope"]
+        args = ["--hc-layer", "nope"]
     elif setup == "layer-not-spatial":
-        args = ["--layer", "gap"]
+        args = ["--hc-layer", "gap"]
     result, results = run(pytester, *args)
     assert result.ret == 1
     assert results["verdict"] == "fail"
@@ -168,7 +168,7 @@ def test_an_image_deleted_during_the_run_is_one_input_error_and_the_report_is_wr
     (pytester.path / "deleter.py").write_text(DELETE_AFTER_PREDICTIONS)
     monkeypatch.setenv("DELETE_ME", str(pytester.path / "i5.png"))
     monkeypatch.setenv("PYTHONPATH", str(pytester.path))
-    result, results = run(pytester, "--images", str(manifest), "--methods", "gradcam", "-p", "deleter")
+    result, results = run(pytester, "--hc-images", str(manifest), "--hc-methods", "gradcam", "-p", "deleter")
     assert result.ret == 1
     message = "row 7 (i5.png): image file not found (the file changed after it was checked)"
     assert [c["status"] for c in results["checks"] if c["audit"] == "labels"] == ["passed"]
@@ -182,16 +182,16 @@ def test_an_image_deleted_during_the_run_is_one_input_error_and_the_report_is_wr
 # --- issue 12: settings refused before anything loads; a new user's folder of photos ----------
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--threshold", "pointing_game=nan"], "--threshold 'pointing_game=nan': a threshold must be a finite"),
-    (["--images", "bench:0"], "--images bench:0: N must be a whole number of at least 1"),
-    (["--model", "bench:clean", "--preprocess", "foo"], "--preprocess does not apply to bench model"),
-    (["--colormap", "nosuchmap"], "--colormap nosuchmap: unknown colormap"),
+    (["--hc-threshold", "pointing_game=nan"], "--hc-threshold 'pointing_game=nan': a threshold must be a finite"),
+    (["--hc-images", "bench:0"], "--hc-images bench:0: N must be a whole number of at least 1"),
+    (["--hc-model", "bench:clean", "--hc-preprocess", "foo"], "--hc-preprocess does not apply to bench model"),
+    (["--hc-colormap", "nosuchmap"], "--hc-colormap nosuchmap: unknown colormap"),
 ])
 def test_bad_settings_stop_with_one_usage_line_before_anything_runs(pytester, args, message):
     report_dir = pytester.path / "reports"
     result = pytester.runpytest_subprocess(
         str(REPO / "audits"), f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"),
-        "-p", "no:cacheprovider", "--report-dir", str(report_dir), *args)
+        "-p", "no:cacheprovider", "--hc-report-dir", str(report_dir), *args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.stderr.lines if line.strip()]
     assert len(errors) == 1, errors
@@ -227,8 +227,8 @@ def write_photo_folder(folder: Path) -> None:
 def test_a_folder_of_photos_names_its_classes_and_draws_any_file_name(pytester):
     write_photo_folder(pytester.path / "photos")
     model = REPO / "fixtures" / "bench_models" / "clean.keras"  # a model file: no class names of its own
-    result, results = run(pytester, "--images", str(pytester.path / "photos"), "--model", str(model),
-                          "--methods", "gradcam")
+    result, results = run(pytester, "--hc-images", str(pytester.path / "photos"), "--hc-model", str(model),
+                          "--hc-methods", "gradcam")
     assert result.ret in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED), result.stdout.str()[-3000:]
     assert results["errors"] == []
     assert results["images"]["rejected"] == []  # the RGBA mask and the sideways JPEG are fine

@@ -1,5 +1,5 @@
-"""The model-validation gate the way users run it: accept bench:clean with --save-baseline, then
-gate runs against it with --baseline (issue 15's acceptance tests)."""
+"""The model-validation gate the way users run it: accept bench:clean with --hc-save-baseline, then
+gate runs against it with --hc-baseline (issue 15's acceptance tests)."""
 
 import json
 import subprocess
@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[2]
 AUDITS = ("audits/test_labels.py", "audits/test_localisation.py")
 # SmoothGrad's energy check fails on bench:clean at every seed (README, "Known result on the
 # bench"): with it the accepted run itself would exit 1, whatever the baseline says.
-METHODS = ("--methods", "saliency,gradcam,gradcampp")
+METHODS = ("--hc-methods", "saliency,gradcam,gradcampp")
 
 pytestmark = pytest.mark.slow
 
@@ -22,8 +22,8 @@ def audit(folder: Path, *args: str, audits: tuple[str, ...] = AUDITS,
     """`pytest <audits>` on bench:16 with the cache off, in a subprocess; (code, output, results)."""
     report_dir = folder / "reports"
     command = [sys.executable, "-m", "pytest", *(str(REPO / a) for a in audits), f"--rootdir={REPO}",
-               "-c", str(pyproject), "-p", "no:cacheprovider", "--no-cache",
-               "--report-dir", str(report_dir), "--images", "bench:16", *METHODS, *args]
+               "-c", str(pyproject), "-p", "no:cacheprovider", "--hc-no-cache",
+               "--hc-report-dir", str(report_dir), "--hc-images", "bench:16", *METHODS, *args]
     done = subprocess.run(command, cwd=folder, capture_output=True, text=True, timeout=600, check=False)
     results_file = report_dir / "results.json"
     results = json.loads(results_file.read_text()) if results_file.exists() else None
@@ -38,7 +38,7 @@ def regressions(results: dict) -> dict[tuple[str, str | None], dict]:
 def accepted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
     """bench:clean's run, saved as the accepted baseline."""
     folder = tmp_path_factory.mktemp("accepted")
-    code, output, results = audit(folder, "--save-baseline", str(folder / "baseline"))
+    code, output, results = audit(folder, "--hc-save-baseline", str(folder / "baseline"))
     assert code == 0, output
     assert f"heatcheck baseline: saved to {folder / 'baseline' / 'results.json'} (verdict PASS)" in output
     return folder / "baseline", results
@@ -46,7 +46,7 @@ def accepted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 def test_the_clean_model_against_its_own_baseline_exits_0(accepted, tmp_path):
     baseline, first = accepted
-    code, output, second = audit(tmp_path, "--baseline", str(baseline))
+    code, output, second = audit(tmp_path, "--hc-baseline", str(baseline))
     assert code == 0, output
     compared = regressions(second)
     # every check of the accepted run compared, none spuriously changed: the same numbers twice
@@ -62,7 +62,7 @@ def test_the_clean_model_against_its_own_baseline_exits_0(accepted, tmp_path):
 
 def test_the_shortcut_model_against_the_clean_baseline_exits_1_naming_the_regressions(accepted, tmp_path):
     baseline, _ = accepted
-    code, output, results = audit(tmp_path, "--baseline", str(baseline), "--model", "bench:shortcut")
+    code, output, results = audit(tmp_path, "--hc-baseline", str(baseline), "--hc-model", "bench:shortcut")
     assert code == 1
     compared = regressions(results)
     for method in ("gradcam", "gradcampp"):
@@ -92,19 +92,19 @@ def test_the_shortcut_model_against_the_clean_baseline_exits_1_naming_the_regres
 
 def test_a_baseline_of_other_settings_is_refused_with_one_line_before_tensorflow(accepted, tmp_path):
     baseline, _ = accepted
-    code, output, results = audit(tmp_path, "--baseline", str(baseline), "--top-k", "2")
+    code, output, results = audit(tmp_path, "--hc-baseline", str(baseline), "--hc-top-k", "2")
     assert code == pytest.ExitCode.USAGE_ERROR
     lines = [line for line in output.splitlines() if "heatcheck:" in line]
-    assert lines == [f"ERROR: heatcheck: --baseline {baseline / 'results.json'}: other settings: "
+    assert lines == [f"ERROR: heatcheck: --hc-baseline {baseline / 'results.json'}: other settings: "
                      f"top_k 1 (baseline) vs 2 (this run)"]
     assert results is None  # refused in pytest_configure: nothing ran, nothing was written
 
 
 def test_a_baseline_of_another_image_set_is_refused_with_one_line(accepted, tmp_path):
     baseline, _ = accepted
-    code, output, results = audit(tmp_path, "--baseline", str(baseline), "--images", "bench:12")
+    code, output, results = audit(tmp_path, "--hc-baseline", str(baseline), "--hc-images", "bench:12")
     assert code == 1
-    line = (f"--baseline {baseline / 'results.json'}: another image set: 4 image(s) only in the baseline "
+    line = (f"--hc-baseline {baseline / 'results.json'}: another image set: 4 image(s) only in the baseline "
             f"(first: bench-12)")
     assert f"heatcheck: input error: {line}" in output
     assert results["fatal"] == line
@@ -115,9 +115,9 @@ def test_an_unreadable_or_foreign_baseline_is_a_usage_error(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps({"schema": "other/2", "checks": []}))
     for given, says in ((tmp_path / "missing.json", "file not found"),
                         (tmp_path / "other.json", "schema 'other/2', this heatcheck reads 'heatcheck/1'")):
-        code, output, results = audit(tmp_path, "--baseline", str(given))
+        code, output, results = audit(tmp_path, "--hc-baseline", str(given))
         assert code == pytest.ExitCode.USAGE_ERROR
-        assert f"ERROR: heatcheck: --baseline {given}: {says}" in output
+        assert f"ERROR: heatcheck: --hc-baseline {given}: {says}" in output
         assert results is None
 
 
@@ -129,10 +129,10 @@ def test_a_tolerance_table_missing_a_gated_metric_is_refused_with_one_line(accep
     stale = "[tool.heatcheck.tolerances.deletion_auc_over_random]\ndefault = 0.16\n"
     config = tmp_path / "pyproject.toml"
     config.write_text(text.replace(section, stale))
-    code, output, results = audit(tmp_path, "--baseline", str(baseline), pyproject=config)
+    code, output, results = audit(tmp_path, "--hc-baseline", str(baseline), pyproject=config)
     assert code == pytest.ExitCode.USAGE_ERROR
     lines = [line for line in output.splitlines() if "heatcheck:" in line]
-    assert lines == ["ERROR: heatcheck: --baseline: [tool.heatcheck.tolerances] needs one tolerance per "
+    assert lines == ["ERROR: heatcheck: --hc-baseline: [tool.heatcheck.tolerances] needs one tolerance per "
                      "gated metric: no tolerance for insertion_auc; a tolerance for "
                      "deletion_auc_over_random, which no audit records (no threshold)"]
     assert results is None
@@ -144,9 +144,9 @@ def test_a_baseline_of_metrics_no_audit_records_any_more_is_refused_with_one_lin
     retired = {**older["checks"][-1], "audit": "faithfulness", "metric": "deletion_auc_over_random"}
     older["checks"].append(retired)
     (tmp_path / "old.json").write_text(json.dumps(older))
-    code, output, results = audit(tmp_path, "--baseline", str(tmp_path / "old.json"))
+    code, output, results = audit(tmp_path, "--hc-baseline", str(tmp_path / "old.json"))
     assert code == pytest.ExitCode.USAGE_ERROR
-    assert (f"ERROR: heatcheck: --baseline {tmp_path / 'old.json'}: records deletion_auc_over_random, which "
+    assert (f"ERROR: heatcheck: --hc-baseline {tmp_path / 'old.json'}: records deletion_auc_over_random, which "
             f"this heatcheck's audits do not (an older heatcheck?): accept a run of this one") in output
     assert results is None
 
@@ -158,7 +158,7 @@ def test_a_baseline_from_an_older_heatcheck_is_accepted(accepted, tmp_path):
     for item in older["images"]["items"]:
         del item["content_hash"]
     (tmp_path / "old.json").write_text(json.dumps(older))
-    code, output, results = audit(tmp_path, "--baseline", str(tmp_path / "old.json"))
+    code, output, results = audit(tmp_path, "--hc-baseline", str(tmp_path / "old.json"))
     assert code == 0, output
     assert len(regressions(results)) == 10
     assert "heatcheck baseline: note: the baseline records no audit settings" in output
@@ -167,6 +167,6 @@ def test_a_baseline_from_an_older_heatcheck_is_accepted(accepted, tmp_path):
 
 def test_only_the_audits_selected_are_compared(accepted, tmp_path):
     baseline, _ = accepted
-    code, output, results = audit(tmp_path, "--baseline", str(baseline), audits=("audits/test_labels.py",))
+    code, output, results = audit(tmp_path, "--hc-baseline", str(baseline), audits=("audits/test_labels.py",))
     assert code == 0, output
     assert list(regressions(results)) == [("labels/top_1_agreement", None)]

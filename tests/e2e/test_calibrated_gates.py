@@ -18,8 +18,8 @@ def run(pytester: pytest.Pytester, *args: str, targets: tuple[str, ...] = AUDITS
     report_dir = pytester.path / "reports"
     result = pytester.runpytest_subprocess(
         *[str(REPO / t) for t in targets], f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"),
-        "-p", "no:cacheprovider", "--report-dir", str(report_dir),
-        "--cache-dir", str(pytester.path / "map-cache"), *args)
+        "-p", "no:cacheprovider", "--hc-report-dir", str(report_dir),
+        "--hc-cache-dir", str(pytester.path / "map-cache"), *args)
     checks = json.loads((report_dir / "results.json").read_text())["checks"]
     return result.ret, [c for c in checks if c["metric"] != "map_ssim_property"]
 
@@ -42,7 +42,7 @@ def test_the_clean_models_four_methods_pass_every_calibrated_check(pytester):
 
 
 def test_the_random_map_fails_stability_and_faithfulness(pytester):
-    code, checks = run(pytester, "--methods", "noise", targets=AUDITS[1:])
+    code, checks = run(pytester, "--hc-methods", "noise", targets=AUDITS[1:])
     assert code == 1
     assert {c["metric"] for c in checks} == {"max_sensitivity", "avg_sensitivity", "map_ssim",
                                              "deletion_auc", "insertion_auc"}

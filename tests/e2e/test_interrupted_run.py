@@ -19,7 +19,7 @@ def test_terminated_run_leaves_an_incomplete_report(tmp_path):
     report_dir = tmp_path / "reports"
     proc = subprocess.Popen(
         [sys.executable, "-m", "pytest", str(REPO / "audits"), "-q", "-p", "no:cacheprovider",
-         "--report-dir", str(report_dir), "--no-cache", "--images", "bench:16"],
+         "--hc-report-dir", str(report_dir), "--hc-no-cache", "--hc-images", "bench:16"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     results_path = report_dir / "results.json"
     deadline = time.monotonic() + 120

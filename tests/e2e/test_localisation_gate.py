@@ -28,7 +28,7 @@ def localisation(tmp_path_factory):
         if args not in runs:
             report_dir = tmp_path_factory.mktemp("loc")
             command = [sys.executable, "-m", "pytest", "audits/test_localisation.py", "-q", "-p",
-                       "no:cacheprovider", "--no-cache", "--report-dir", str(report_dir), *args]
+                       "no:cacheprovider", "--hc-no-cache", "--hc-report-dir", str(report_dir), *args]
             subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
             runs[args] = json.loads((report_dir / "results.json").read_text())
         return runs[args]
@@ -48,21 +48,21 @@ SMOOTHGRAD_FLOOR = {("energy_pointing_game", "smoothgrad"), ("relevance_rank_acc
 
 
 def test_held_out_seed_clean_model_passes_localisation(localisation):
-    found = statuses(localisation("--model", "bench:clean", "--seed", "4"))
+    found = statuses(localisation("--hc-model", "bench:clean", "--hc-seed", "4"))
     assert len(found) == 12
     assert {k for k, v in found.items() if v != "passed"} <= SMOOTHGRAD_FLOOR, found
     assert all(found[("pointing_game", m)] == "passed" for m in ("saliency", "smoothgrad", *CAMS))
 
 
 def test_held_out_seed_shortcut_model_fails_localisation(localisation):
-    found = statuses(localisation("--model", "bench:shortcut", "--seed", "4"))
+    found = statuses(localisation("--hc-model", "bench:shortcut", "--hc-seed", "4"))
     assert found
     assert set(found.values()) == {"failed"}, found
 
 
 def test_large_objects_no_control_passes(localisation):
-    found = statuses(localisation("--model", "bench:large-clean", "--images", "bench-large",
-                                  "--methods", "edges,noise", "--seed", "4"))
+    found = statuses(localisation("--hc-model", "bench:large-clean", "--hc-images", "bench-large",
+                                  "--hc-methods", "edges,noise", "--hc-seed", "4"))
     assert len(found) == 6
     assert "passed" not in found.values(), found
 
@@ -72,29 +72,29 @@ def test_large_objects_clean_model_cams_never_fail(localisation):
     gradient maps of this model lie on the shapes' outlines and the background around them, the
     silhouette that tells the classes apart: Saliency's energy and rank accuracy and SmoothGrad's
     pointing game come out below chance, and are reported so; README.)"""
-    found = statuses(localisation("--model", "bench:large-clean", "--images", "bench-large",
-                                  "--seed", "4"))
+    found = statuses(localisation("--hc-model", "bench:large-clean", "--hc-images", "bench-large",
+                                  "--hc-seed", "4"))
     assert len(found) == 12
     assert all(v != "failed" for (_, method), v in found.items() if method in CAMS), found
 
 
 def test_large_objects_shortcut_model_fails_for_the_cams(localisation):
-    found = statuses(localisation("--model", "bench:large-shortcut", "--images", "bench-large",
-                                  "--seed", "4"))
+    found = statuses(localisation("--hc-model", "bench:large-shortcut", "--hc-images", "bench-large",
+                                  "--hc-seed", "4"))
     assert all(status == "failed" for (_, method), status in found.items() if method in CAMS), found
 
 
 def test_large_objects_inconclusive_checks_say_why_and_how(localisation):
-    results = localisation("--model", "bench:large-clean", "--images", "bench-large", "--seed", "4")
+    results = localisation("--hc-model", "bench:large-clean", "--hc-images", "bench-large", "--hc-seed", "4")
     unsure = [c for c in results["checks"] if c["status"] == "inconclusive"]
     assert unsure
-    assert all("--max-mask-fraction" in c["reason"] or "audit more images" in c["reason"] for c in unsure)
+    assert all("--hc-max-mask-fraction" in c["reason"] or "audit more images" in c["reason"] for c in unsure)
     assert results["images"]["mask_fraction"]["median"] > 0.4
 
 
 def test_max_mask_fraction_leaves_out_large_objects_and_lists_them(localisation):
-    results = localisation("--model", "bench:large-clean", "--images", "bench-large:16",
-                           "--max-mask-fraction", "0.55", "--methods", "gradcam")
+    results = localisation("--hc-model", "bench:large-clean", "--hc-images", "bench-large:16",
+                           "--hc-max-mask-fraction", "0.55", "--hc-methods", "gradcam")
     check = next(c for c in results["checks"] if c["metric"] == "pointing_game")
     left_out = check["details"]["left_out"]
     assert left_out

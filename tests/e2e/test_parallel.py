@@ -2,7 +2,7 @@
 
 Every run here audits the same small bench (12 images, batches of 4, so that two workers or
 three shards each get images, and the localisation pairs and the gallery cross blocks) with
-`--no-cache`, in subprocesses (TensorFlow in the test process after pytester aborts here).
+`--hc-no-cache`, in subprocesses (TensorFlow in the test process after pytester aborts here).
 """
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-AUDIT = ["--images", "bench:12", "--profile", "smoke", "--methods", "saliency,gradcam", "--batch-size", "4",
-         "--no-cache", "-p", "no:cacheprovider", "-q"]
+AUDIT = ["--hc-images", "bench:12", "--hc-profile", "smoke", "--hc-methods", "saliency,gradcam", "--hc-batch-size", "4",
+         "--hc-no-cache", "-p", "no:cacheprovider", "-q"]
 # Fields that say when and how a run ran, not what it found.
 TIMING = ("wall_s", "started_utc", "shards", "workers")
 
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 def audit(report_dir: Path, *args: str, target: str = "audits") -> subprocess.Popen[str]:
     """`pytest audits/` in a subprocess, started (the caller waits)."""
     command = [sys.executable, "-m", "pytest", str(REPO / target), "-c", str(REPO / "pyproject.toml"),
-               f"--rootdir={REPO}", *AUDIT, "--report-dir", str(report_dir), *args]
+               f"--rootdir={REPO}", *AUDIT, "--hc-report-dir", str(report_dir), *args]
     return subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -85,7 +85,7 @@ def test_two_xdist_workers_give_one_process_results(one_process: Path, tmp_path:
 
 
 def test_three_shards_merged_give_one_process_results(one_process: Path, tmp_path: Path) -> None:
-    runs = [audit(tmp_path / f"shard-{i}", "--shard", f"{i}/3") for i in range(3)]
+    runs = [audit(tmp_path / f"shard-{i}", "--hc-shard", f"{i}/3") for i in range(3)]
     for run in runs:
         code, out = finished(run)
         assert code == 0, out
@@ -98,8 +98,8 @@ def test_three_shards_merged_give_one_process_results(one_process: Path, tmp_pat
 
 def test_shards_of_two_models_are_refused_with_one_line(tmp_path: Path) -> None:
     labels = "audits/test_labels.py"
-    runs = [audit(tmp_path / "a", "--shard", "0/2", target=labels),
-            audit(tmp_path / "b", "--shard", "1/2", "--model", "bench:shortcut", target=labels)]
+    runs = [audit(tmp_path / "a", "--hc-shard", "0/2", target=labels),
+            audit(tmp_path / "b", "--hc-shard", "1/2", "--hc-model", "bench:shortcut", target=labels)]
     for run in runs:
         code, out = finished(run)
         assert code == 0, out
@@ -116,7 +116,7 @@ def test_shards_of_two_models_are_refused_with_one_line(tmp_path: Path) -> None:
 def test_sample_audits_alone_run_whole_on_one_worker(tmp_path: Path) -> None:
     """Only sanity chosen: nothing to split by image, so one worker runs it as one process would
     (every image's prediction row included) and the other writes an idle partial."""
-    runs = {name: audit(tmp_path / name, "--methods", "saliency", *args, target="audits/test_sanity.py")
+    runs = {name: audit(tmp_path / name, "--hc-methods", "saliency", *args, target="audits/test_sanity.py")
             for name, args in (("one", ()), ("n2", ("-n", "2")))}
     for run in runs.values():
         code, out = finished(run)

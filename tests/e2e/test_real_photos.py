@@ -59,8 +59,8 @@ def audit_localisation(inputs: RealInputs, boxes: str, methods: str) -> dict:
     """``pytest audits/test_localisation.py`` on one box set; returns results.json."""
     report_dir = inputs.folder / f"reports-{boxes}-{methods.replace(',', '-')}"
     command = [sys.executable, "-m", "pytest", "audits/test_localisation.py", "-p", "no:cacheprovider",
-               "--model", str(inputs.model), "--images", str(inputs.manifests[boxes]),
-               "--report-dir", str(report_dir), "--no-cache", "--methods", methods]
+               "--hc-model", str(inputs.model), "--hc-images", str(inputs.manifests[boxes]),
+               "--hc-report-dir", str(report_dir), "--hc-no-cache", "--hc-methods", methods]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=900,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     results_file = report_dir / "results.json"
@@ -135,9 +135,9 @@ def test_sanity_on_the_real_model_reads_every_measure_against_its_chance_level(r
     per map at each of the ~20 randomisation steps on 2 CPU cores)."""
     report_dir = real_inputs.folder / "reports-sanity"
     command = [sys.executable, "-m", "pytest", "audits/test_sanity.py", "-p", "no:cacheprovider",
-               "--model", str(real_inputs.model), "--images", str(real_inputs.manifests["correct"]),
-               "--report-dir", str(report_dir), "--no-cache", "--sanity-images", "5",
-               "--methods", "saliency,gradcam,gradcampp,edges"]
+               "--hc-model", str(real_inputs.model), "--hc-images", str(real_inputs.manifests["correct"]),
+               "--hc-report-dir", str(report_dir), "--hc-no-cache", "--hc-sanity-images", "5",
+               "--hc-methods", "saliency,gradcam,gradcampp,edges"]
     done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=1500,
                           env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
     results = json.loads((report_dir / "results.json").read_text())

@@ -1,7 +1,7 @@
 """The seed notebook's workflow, runnable: VGG16 with a weights file on photographs with boxes.
 
 Real ImageNet weights cannot be downloaded here, so the test writes VGG16(weights=None)'s
-weights to a file and audits with `--weights FILE`: the same code path as a real weights
+weights to a file and audits with `--hc-weights FILE`: the same code path as a real weights
 file. The photographs are the ones scikit-image ships (chelsea the cat, coffee), with
 boxes the test draws.
 """
@@ -39,9 +39,9 @@ def test_vgg16_with_a_weights_file_on_photographs_with_boxes(pytester):
     result = pytester.runpytest_subprocess(
         str(REPO / "audits"), f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"),
         "-p", "no:cacheprovider",
-        "--model", "vgg16", "--weights", str(weights), "--images", str(pytester.path / "manifest.csv"),
-        "--report-dir", str(report_dir), "--no-cache", "--profile", "smoke", "--methods", "saliency,gradcam",
-        "--sanity-images", "1", "--stability-images", "1", timeout=1500)
+        "--hc-model", "vgg16", "--hc-weights", str(weights), "--hc-images", str(pytester.path / "manifest.csv"),
+        "--hc-report-dir", str(report_dir), "--hc-no-cache", "--hc-profile", "smoke", "--hc-methods", "saliency,gradcam",
+        "--hc-sanity-images", "1", "--hc-stability-images", "1", timeout=1500)
     results = json.loads((report_dir / "results.json").read_text())
     assert results["model"]["spec"] == "vgg16"
     assert results["model"]["preprocess"] == "caffe"
@@ -52,8 +52,8 @@ def test_vgg16_with_a_weights_file_on_photographs_with_boxes(pytester):
     audits = {c["audit"] for c in results["checks"]}
     assert audits == {"labels", "localisation", "sanity", "stability", "faithfulness"}
     skipped = [c for c in results["checks"] if c["status"] == "skipped"]
-    assert skipped, "data randomisation needs --random-label-model: it must say so"
-    assert all("--random-label-model" in c["reason"] for c in skipped)
+    assert skipped, "data randomisation needs --hc-random-label-model: it must say so"
+    assert all("--hc-random-label-model" in c["reason"] for c in skipped)
     names = {item["label_name"] for item in results["images"]["items"]}
     assert names == {"tabby", "cup"}
     assert (report_dir / "index.html").exists()

@@ -18,7 +18,7 @@ def run(pytester: pytest.Pytester, *args: str, target: str = "audits"):
     report_dir = pytester.path / "reports"
     result = pytester.runpytest_subprocess(
         str(REPO / target), f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"), "-p", "no:cacheprovider",
-        "--report-dir", str(report_dir), "--no-cache", *args)
+        "--hc-report-dir", str(report_dir), "--hc-no-cache", *args)
     return result, json.loads((report_dir / "results.json").read_text()), report_dir
 
 
@@ -35,7 +35,7 @@ def shifted_label_manifest(folder: Path, count: int = 12) -> Path:
 
 
 def test_labels_alone_is_a_pass_that_says_no_map_was_audited(pytester):
-    result, results, report_dir = run(pytester, "--images", "bench:12", target="audits/test_labels.py")
+    result, results, report_dir = run(pytester, "--hc-images", "bench:12", target="audits/test_labels.py")
     assert result.ret == 0
     assert results["verdict"] == "pass"
     assert results["caveats"][0] == "labels only; no map audit ran"
@@ -44,7 +44,7 @@ def test_labels_alone_is_a_pass_that_says_no_map_was_audited(pytester):
 
 
 def test_a_run_with_caveats_fails_the_strict_gate(pytester):
-    result, results, _ = run(pytester, "--images", "bench:12", "--fail-on-caveats",
+    result, results, _ = run(pytester, "--hc-images", "bench:12", "--hc-fail-on-caveats",
                              target="audits/test_labels.py")
     assert result.ret == 1
     assert results["verdict"] == "fail"
@@ -52,8 +52,8 @@ def test_a_run_with_caveats_fails_the_strict_gate(pytester):
 
 def test_only_correct_on_a_set_the_model_gets_wrong_is_not_a_plain_pass(pytester):
     manifest = shifted_label_manifest(pytester.path)
-    result, results, _ = run(pytester, "--images", str(manifest), "--only-correct", "--top-k", "3",
-                             "--methods", "gradcam")
+    result, results, _ = run(pytester, "--hc-images", str(manifest), "--hc-only-correct", "--hc-top-k", "3",
+                             "--hc-methods", "gradcam")
     assert results["images"]["audited"] == 0
     skipped = [c for c in results["checks"] if c["status"] == "skipped"]
     assert skipped, results["checks"]
@@ -66,8 +66,8 @@ def test_only_correct_on_a_set_the_model_gets_wrong_is_not_a_plain_pass(pytester
 
 
 def test_a_missing_model_stops_the_run_once_with_one_line(pytester):
-    result, results, report_dir = run(pytester, "--model", str(pytester.path / "nope.keras"),
-                                      "--images", "bench:4")
+    result, results, report_dir = run(pytester, "--hc-model", str(pytester.path / "nope.keras"),
+                                      "--hc-images", "bench:4")
     assert result.ret == 1
     assert results["verdict"] == "fail"
     assert results["fatal"].endswith("nope.keras: model file not found")

@@ -163,7 +163,7 @@ def test_imagenet_weights_missing_from_the_cache_names_file_and_folder(tmp_path,
     message = _one_line(exc_info)
     assert "vgg16_weights_tf_dim_ordering_tf_kernels.h5" in message
     assert str(tmp_path / "models") in message
-    assert "--allow-download" in message
+    assert "--hc-allow-download" in message
 
 
 def test_allow_download_asks_keras_for_imagenet_weights(tmp_path, monkeypatch, mobilenet):
@@ -196,7 +196,7 @@ def test_weights_for_another_architecture_are_refused(tmp_path):
 
 
 def test_application_without_weights_asks_for_them_and_none_is_seeded():
-    with pytest.raises(ModelError, match="--weights") as exc_info:
+    with pytest.raises(ModelError, match="--hc-weights") as exc_info:
         models.load_spec("vgg16")
     _one_line(exc_info)
     first = models.load_spec("mobilenet_v2", weights="none", input_shape=(32, 32, 3))
@@ -265,7 +265,7 @@ def test_savedmodel_folder(tmp_path):
     model = tiny()
     folder = tmp_path / "exported"
     model.export(folder, verbose=False)
-    with pytest.raises(ModelError, match="--unsafe-model") as exc_info:
+    with pytest.raises(ModelError, match="--hc-unsafe-model") as exc_info:
         models.load_spec(str(folder))
     _one_line(exc_info)
     audit = models.load_spec(str(folder), safe_mode=False)
@@ -287,7 +287,7 @@ def test_lambda_layer_refused_in_safe_mode_accepted_without(tmp_path):
     model = keras.Model(inp, tiny()(x))
     path = tmp_path / "lambda.keras"
     model.save(path)
-    with pytest.raises(ModelError, match="--unsafe-model") as exc_info:
+    with pytest.raises(ModelError, match="--hc-unsafe-model") as exc_info:
         models.load_spec(str(path))
     _one_line(exc_info)
     audit = models.load_spec(str(path), safe_mode=False)
@@ -322,7 +322,7 @@ def test_factory_and_preprocess_functions(tmp_path, monkeypatch):
         with pytest.raises(ModelError, match=pattern) as exc_info:
             models.load_spec(spec)
         _one_line(exc_info)
-    with pytest.raises(ModelError, match="--preprocess nope: unknown"):
+    with pytest.raises(ModelError, match="--hc-preprocess nope: unknown"):
         models.load_spec(f"{name}:build", preprocess="nope")
 
 
@@ -347,7 +347,7 @@ def test_multi_output_needs_output(tmp_path):
     x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, name="conv")(inp))
     model = keras.Model(inp, [keras.layers.Dense(3, activation="softmax", name="species")(x),
                               keras.layers.Dense(2, activation="sigmoid", name="age")(x)])
-    with pytest.raises(ModelError, match="2 outputs .*0: species.*1: age.*--output") as exc_info:
+    with pytest.raises(ModelError, match="2 outputs .*0: species.*1: age.*--hc-output") as exc_info:
         models.wrap(model, "two-heads", "sha")
     _one_line(exc_info)
     by_name = models.wrap(model, "two-heads", "sha", output="age")
@@ -360,7 +360,7 @@ def test_multi_output_needs_output(tmp_path):
     assert len(keys) == 2
     assert len(model.outputs) == 2  # the user's model keeps both heads
     np.testing.assert_allclose(np.asarray(by_name.model(pixels())), np.asarray(model(pixels())[1]), atol=1e-6)
-    with pytest.raises(ModelError, match="--output size: no such output"):
+    with pytest.raises(ModelError, match="--hc-output size: no such output"):
         models.wrap(model, "two-heads", "sha", output="size")
 
 
@@ -437,7 +437,7 @@ def test_layer_option_on_a_nested_model(nested_models):
     model = nested_models[0]
     audit = models.wrap(model, "seq", "sha", layer="block_16_project")
     assert audit.conv_layer == "block_16_project"
-    with pytest.raises(ModelError, match="--layer nope: no such layer"):
+    with pytest.raises(ModelError, match="--hc-layer nope: no such layer"):
         models.wrap(model, "seq", "sha", layer="nope")
     with pytest.raises(ModelError, match="is not spatial"):
         models.wrap(model, "seq", "sha", layer=model.layers[1].name)
@@ -454,5 +454,5 @@ def test_nested_model_that_cannot_be_flattened_has_no_conv_layer_and_says_why(ne
     assert "could not be flattened (TypeError: custom layer with details)" in audit.extra["conv_layer_reason"]
     np.testing.assert_allclose(np.asarray(keras.ops.softmax(audit.logits_model(pixels(1, 64)))),
                                np.asarray(model(pixels(1, 64))), atol=1e-5)
-    with pytest.raises(ModelError, match="--layer Conv_1: nested model"):
+    with pytest.raises(ModelError, match="--hc-layer Conv_1: nested model"):
         models.wrap(model, "seq", "sha", layer="Conv_1")

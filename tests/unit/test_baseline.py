@@ -240,7 +240,7 @@ def test_tolerance_overrides_say_tolerance():
                                   kind="tolerance")
     assert tolerances.get("pointing_game", "gradcam") == 0.2
     assert tolerances.source_of("pointing_game", "gradcam") == "command line"
-    with pytest.raises(SettingsError, match="--tolerance 'nope=1'"):
+    with pytest.raises(SettingsError, match="--hc-tolerance 'nope=1'"):
         build_thresholds({}, ["nope=1"], kind="tolerance")
     with pytest.raises(SettingsError, match=r"no tolerance for 'x' in \[tool.heatcheck.tolerances\]"):
         tolerances.get("x")
@@ -272,7 +272,7 @@ def test_unusable_baselines_are_refused_with_one_line(tmp_path, content, message
     with pytest.raises(BaselineError, match=None) as info:
         load_baseline(path)
     assert message in str(info.value)
-    assert str(info.value).startswith(f"--baseline {path}")
+    assert str(info.value).startswith(f"--hc-baseline {path}")
     assert "\n" not in str(info.value)
 
 

@@ -373,9 +373,9 @@ def test_a_missing_or_corrupt_compare_file_leaves_a_note(tmp_path: Path, content
 def test_main_compares(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     write_inputs(tmp_path, make_results(), None)
     (tmp_path / "other.json").write_text(json.dumps(other_run()), encoding="utf-8")
-    assert report.main([str(tmp_path), "--compare", str(tmp_path / "other.json")]) == 0
+    assert report.main([str(tmp_path), "--hc-compare", str(tmp_path / "other.json")]) == 0
     assert "Compared with bench:shortcut" in (tmp_path / "index.html").read_text(encoding="utf-8")
-    assert report.main([str(tmp_path), "--compare", str(tmp_path / "nowhere.json")]) == 0
+    assert report.main([str(tmp_path), "--hc-compare", str(tmp_path / "nowhere.json")]) == 0
     assert "no comparison is shown" in (tmp_path / "index.html").read_text(encoding="utf-8")
     capsys.readouterr()
 

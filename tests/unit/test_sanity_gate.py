@@ -41,7 +41,7 @@ def test_a_spread_around_the_threshold_on_few_images_is_inconclusive() -> None:
     values = np.array([0.0, 1.4, 0.2, 1.2, 0.5, 0.9, 0.1, 1.3])  # mean 0.7 = 1 - margin
     decision = gate_similarity(values, 0.3, SEED)
     assert decision.outcome == "inconclusive"
-    assert "--sanity-images" in (decision.reason or "")
+    assert "--hc-sanity-images" in (decision.reason or "")
 
 
 def test_a_method_that_only_changes_at_the_last_layer_is_seen_by_the_area() -> None:

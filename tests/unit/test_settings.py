@@ -71,21 +71,21 @@ def test_pyproject_then_command_line(pytester):
             assert (s.model, s.seed, s.methods) == ("bench:shortcut", 3, ("gradcam", "saliency"))
             assert s.thresholds.get("label_agreement") == 0.5
     """)
-    result = pytester.runpytest("--seed", "3", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--hc-seed", "3", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["heatcheck 0.1.0: profile=ci model=bench:shortcut*seed=3"])
 
 
 def test_bad_option_is_a_usage_error(pytester):
     pytester.makeconftest('pytest_plugins = ["heatcheck.plugin"]')
-    result = pytester.runpytest("--methods", "nope", "-p", "no:cacheprovider")
+    result = pytester.runpytest("--hc-methods", "nope", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*heatcheck: --methods: unknown method nope*"])
+    result.stderr.fnmatch_lines(["*heatcheck: --hc-methods: unknown method nope*"])
 
 
-@pytest.mark.parametrize(("field", "option"), [("batch_size", "--batch-size"), ("top_k", "--top-k"),
-                                               ("sanity_images", "--sanity-images"),
-                                               ("stability_images", "--stability-images")])
+@pytest.mark.parametrize(("field", "option"), [("batch_size", "--hc-batch-size"), ("top_k", "--hc-top-k"),
+                                               ("sanity_images", "--hc-sanity-images"),
+                                               ("stability_images", "--hc-stability-images")])
 def test_counts_below_one_are_refused_with_the_option(field: str, option: str) -> None:
     with pytest.raises(SettingsError, match=f"{option} must be at least 1, not 0"):
         Settings(**{field: 0})
@@ -95,7 +95,7 @@ def test_counts_below_one_are_refused_with_the_option(field: str, option: str) -
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf", "NaN"])
 def test_non_finite_threshold_is_refused(value: str) -> None:
-    with pytest.raises(SettingsError, match=f"--threshold 'pointing_game={value}': .*finite number"):
+    with pytest.raises(SettingsError, match=f"--hc-threshold 'pointing_game={value}': .*finite number"):
         build_thresholds(TABLE, [f"pointing_game={value}"])
 
 
@@ -118,21 +118,21 @@ def test_bad_thresholds_in_pyproject_are_refused(table: dict, message: str) -> N
 
 
 def test_negative_seed_is_refused() -> None:
-    with pytest.raises(SettingsError, match="--seed must be 0 or more, not -1"):
+    with pytest.raises(SettingsError, match="--hc-seed must be 0 or more, not -1"):
         Settings(seed=-1)
 
 
 @pytest.mark.parametrize("spec", ["bench:0", "bench:-2", "bench:x", "bench:"])
 def test_bench_image_count_is_checked_up_front(spec: str) -> None:
-    with pytest.raises(SettingsError, match=f"--images {spec}: N must be a whole number of at least 1"):
+    with pytest.raises(SettingsError, match=f"--hc-images {spec}: N must be a whole number of at least 1"):
         Settings(images=spec)
     assert Settings(images="bench:3").images == "bench:3"
 
 
 @pytest.mark.parametrize(("field", "value", "option"), [
-    ("preprocess", "foo", "--preprocess"), ("output", "5", "--output"),
-    ("weights", "imagenet", "--weights"), ("unsafe_model", True, "--unsafe-model"),
-    ("class_names_file", "names.txt", "--class-names"),
+    ("preprocess", "foo", "--hc-preprocess"), ("output", "5", "--hc-output"),
+    ("weights", "imagenet", "--hc-weights"), ("unsafe_model", True, "--hc-unsafe-model"),
+    ("class_names_file", "names.txt", "--hc-class-names"),
 ])
 def test_options_that_do_not_apply_to_a_bench_model_are_refused(field: str, value: object,
                                                                 option: str) -> None:
@@ -148,16 +148,16 @@ def test_non_finite_numbers_are_refused(field: str) -> None:
 
 
 def test_unknown_colormap_is_refused() -> None:
-    with pytest.raises(SettingsError, match="--colormap nosuchmap: unknown colormap; try jet, viridis"):
+    with pytest.raises(SettingsError, match="--hc-colormap nosuchmap: unknown colormap; try jet, viridis"):
         check_colormap("nosuchmap")
     check_colormap("cividis")
 
 
 def test_report_dir_must_be_creatable_and_writable(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="--report-dir /proc/forbidden: cannot write there"):
+    with pytest.raises(SettingsError, match="--hc-report-dir /proc/forbidden: cannot write there"):
         check_report_dir(Path("/proc/forbidden"))
     (tmp_path / "file").write_text("")
-    with pytest.raises(SettingsError, match="--report-dir .*file/reports: cannot write there"):
+    with pytest.raises(SettingsError, match="--hc-report-dir .*file/reports: cannot write there"):
         check_report_dir(tmp_path / "file" / "reports")
     check_report_dir(tmp_path / "new" / "reports")
     assert list(tmp_path.iterdir()) == [tmp_path / "file"]  # the check leaves nothing behind
@@ -181,10 +181,10 @@ def test_bad_pyproject_value_is_a_usage_error_not_a_traceback(pytester, line: st
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--colormap", "nosuchmap"], "--colormap nosuchmap: unknown colormap"),
-    (["--report-dir", "/proc/forbidden"], "--report-dir /proc/forbidden: cannot write there"),
-    (["--threshold", "pointing_game=nan"], "--threshold 'pointing_game=nan'"),
-    (["--model", "bench:clean", "--output", "5"], "--output does not apply to bench model"),
+    (["--hc-colormap", "nosuchmap"], "--hc-colormap nosuchmap: unknown colormap"),
+    (["--hc-report-dir", "/proc/forbidden"], "--hc-report-dir /proc/forbidden: cannot write there"),
+    (["--hc-threshold", "pointing_game=nan"], "--hc-threshold 'pointing_game=nan'"),
+    (["--hc-model", "bench:clean", "--hc-output", "5"], "--hc-output does not apply to bench model"),
 ])
 def test_bad_options_are_refused_at_configure_time(pytester, args: list[str], message: str) -> None:
     pytester.makepyprojecttoml("""

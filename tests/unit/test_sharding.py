@@ -47,7 +47,7 @@ def test_a_set_of_fewer_batches_than_shards_leaves_some_shards_empty() -> None:
 
 @pytest.mark.parametrize("text", ["3/3", "-1/3", "a/b", "1", "0/0", "1/3/4"])
 def test_a_shard_outside_0_to_n_minus_1_is_refused_with_the_fix(text: str) -> None:
-    with pytest.raises(ShardError, match="--shard"):
+    with pytest.raises(ShardError, match="--hc-shard"):
         Shard.parse(text)
 
 
@@ -82,7 +82,7 @@ def test_a_shard_predicts_its_block_and_what_its_audits_read() -> None:
     assert [r.tolist() for r in prediction_rows(12, settings, Shard(2, 3))] == [[8, 9, 10, 11]]
     # shard 1/3 runs stability, which reads the model's class of the sampled images
     assert [r.tolist() for r in prediction_rows(12, settings, Shard(1, 3))] == [[4, 5, 6, 7], [0, 1, 2, 3]]
-    # --only-correct: which images are audited depends on every prediction
+    # --hc-only-correct: which images are audited depends on every prediction
     strict = Settings(profile=PROFILES["smoke"], batch_size=4, only_correct=True)
     rows = prediction_rows(12, strict, Shard(2, 3))
     assert rows[0].tolist() == [8, 9, 10, 11]
