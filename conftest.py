@@ -1,3 +1,2 @@
-"""Registers heatcheck's pytest plugin (options, settings, report) and the audit fixtures."""
-
-pytest_plugins = ("heatcheck.plugin", "heatcheck.fixtures.audit_fixtures")
+"""heatcheck's plugin (options, settings, the report) and its audit fixtures load through the
+package's pytest11 entry point (``pip install -e .``), as they do in any other repository."""

@@ -234,6 +234,43 @@ def read_pyproject(path: Path | None) -> dict[str, Any]:
     return dict(table)
 
 
+def read_defaults() -> dict[str, Any]:
+    """The gate settings heatcheck ships (``heatcheck/defaults.toml``, package data)."""
+    from importlib import resources
+
+    return tomllib.loads(resources.files("heatcheck").joinpath("defaults.toml").read_text("utf-8"))
+
+
+def with_defaults(project: Mapping[str, Any]) -> dict[str, Any]:
+    """The shipped defaults overridden key by key by a project's ``[tool.heatcheck]`` table: a
+    threshold or tolerance table merges per metric and per method, any other key replaces."""
+    merged = read_defaults()
+    for key, value in project.items():
+        if key in ("thresholds", "tolerances") and isinstance(value, Mapping):
+            tables = merged.setdefault(key, {})
+            for metric, spec in value.items():
+                spec = dict(spec) if isinstance(spec, Mapping) else {"default": spec}
+                base = tables.get(metric)
+                tables[metric] = {**(dict(base) if isinstance(base, Mapping) else
+                                     {} if base is None else {"default": base}), **spec}
+        else:
+            merged[key] = value
+    return merged
+
+
+def label_sources(table: Thresholds, project: Mapping[str, Any]) -> Thresholds:
+    """``table`` with each key's source saying whether it came from the project's pyproject or
+    from heatcheck's defaults (command-line keys keep their label)."""
+    def from_project(key: str) -> bool:
+        metric, _, method = key.partition(".")
+        spec = project.get(metric)
+        return spec is not None and (not isinstance(spec, Mapping) or (method or "default") in spec)
+
+    source = {key: ("heatcheck defaults" if label == "pyproject" and not from_project(key) else label)
+              for key, label in table.source.items()}
+    return Thresholds(table.values, MappingProxyType(source), table.kind)
+
+
 def parse_methods(text: str) -> tuple[str, ...]:
     names = tuple(m.strip().lower() for m in text.split(",") if m.strip())
     unknown = [m for m in names if m not in METHODS + CONTROLS]

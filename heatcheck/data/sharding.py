@@ -52,7 +52,8 @@ class Shard:
 
     def __post_init__(self) -> None:
         if self.count < 1 or not 0 <= self.index < self.count:
-            raise ShardError(f"--hc-shard {self.index}/{self.count}: need 0 <= I < N (shards are 0/N .. N-1/N)")
+            raise ShardError(f"--hc-shard {self.index}/{self.count}: need 0 <= I < N (shards are "
+                             f"0/N .. N-1/N)")
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"

@@ -76,7 +76,8 @@ def build(app: Application, weights: str | None, *, allow_download: bool = False
             need the application's own size.
     """
     if weights is None:
-        raise ModelError(f"--hc-model {app.name}: no --hc-weights given; pass --hc-weights imagenet (from the "
+        raise ModelError(f"--hc-model {app.name}: no --hc-weights given; pass --hc-weights imagenet "
+                         f"(from the "
                          f"Keras cache {cache_dir()}), --hc-weights PATH, or --hc-weights none for random "
                          f"weights (an audit of an untrained model is rarely what you want)")
     if weights == "none":

@@ -124,7 +124,8 @@ def load_factory(spec: str) -> Any:
     try:
         model = factory()
     except Exception as exc:  # the user's code may raise anything
-        raise ModelError(f"--hc-model {spec}: the factory raised {type(exc).__name__}: {one_line(exc)}") from exc
+        raise ModelError(f"--hc-model {spec}: the factory raised {type(exc).__name__}: "
+                         f"{one_line(exc)}") from exc
     if not isinstance(model, keras.Model):
         raise ModelError(f"--hc-model {spec}: the factory returned {type(model).__name__}, not a keras Model")
     return model

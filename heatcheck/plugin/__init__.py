@@ -34,9 +34,14 @@ from heatcheck.settings import (
     build_thresholds,
     check_colormap,
     check_report_dir,
+    label_sources,
     parse_methods,
     read_pyproject,
+    with_defaults,
 )
+
+# The audit fixtures (the model, the images, their maps, the gate), registered with the plugin.
+pytest_plugins = ("heatcheck.fixtures.audit_fixtures",)
 
 SETTINGS_KEY = pytest.StashKey[Settings]()
 STORE_KEY = pytest.StashKey[ResultStore]()
@@ -95,7 +100,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="map colours in the report: jet (as the seed) or a colour-blind-safe one such as cividis")
     add("--hc-no-cache", dest="hc_no_cache", action="store_true", default=None,
         help="compute every map afresh; do not read or write the on-disk map cache")
-    add("--hc-cache-dir", dest="hc_cache_dir", default=None, help="map cache folder (default .heatcheck_cache)")
+    add("--hc-cache-dir", dest="hc_cache_dir", default=None, help="map cache folder (default "
+                                                                  ".heatcheck_cache)")
     add("--hc-unsafe-model", dest="hc_unsafe_model", action="store_true", default=None,
         help="load model files with Keras safe mode off (only for files you trust)")
     add("--hc-faithfulness-steps", dest="hc_faithfulness_steps", default=None, type=int, metavar="N",
@@ -158,8 +164,9 @@ FIELDS: dict[str, tuple[str | None, Callable[[Any], Any]]] = {
 
 
 def build_settings(config: pytest.Config) -> Settings:
-    """Settings from [tool.heatcheck], overridden by the command line."""
-    table = read_pyproject(_pyproject(config))
+    """Settings from heatcheck's defaults, overridden by [tool.heatcheck], then by the command line."""
+    project = read_pyproject(_pyproject(config))
+    table = with_defaults(project)
 
     def pick(dest: str | None, key: str) -> Any:
         value = config.getoption(dest) if dest else None
@@ -189,9 +196,12 @@ def build_settings(config: pytest.Config) -> Settings:
         report_dir=report_dir if report_dir.is_absolute() else config.rootpath / report_dir,
         cache_dir=None if config.getoption("hc_no_cache") else (
             cache_dir if cache_dir.is_absolute() else config.rootpath / cache_dir),
-        thresholds=build_thresholds(table.get("thresholds", {}), config.getoption("hc_thresholds")),
-        tolerances=build_thresholds(table.get("tolerances", {}), config.getoption("hc_tolerances"),
-                                    kind="tolerance"),
+        thresholds=label_sources(build_thresholds(table.get("thresholds", {}),
+                                                  config.getoption("hc_thresholds")),
+                                 project.get("thresholds", {})),
+        tolerances=label_sources(build_thresholds(table.get("tolerances", {}),
+                                                  config.getoption("hc_tolerances"), kind="tolerance"),
+                                 project.get("tolerances", {})),
     )
     # Checks that look outside the settings, still before any model or image is loaded.
     check_colormap(settings.colormap)
@@ -230,7 +240,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """One test per audit × method: every test that takes ``method`` runs for each chosen one."""
+    """One test per audit × method: every audit test (marked heatcheck_audit) that takes
+    ``method`` runs for each chosen one. Other tests in the session are left alone."""
+    if metafunc.definition.get_closest_marker("heatcheck_audit") is None:
+        return
     if "method" in metafunc.fixturenames:
         methods = metafunc.config.stash[SETTINGS_KEY].methods
         metafunc.parametrize("method", methods, ids=list(methods))

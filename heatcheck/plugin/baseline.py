@@ -56,11 +56,13 @@ def configure_baseline(config: pytest.Config) -> None:
         # threshold, and every metric with a threshold has a default tolerance.
         problems = tolerance_table_problems(settings.thresholds, settings.tolerances)
         if problems:
-            raise pytest.UsageError(f"heatcheck: --hc-baseline: [tool.heatcheck.tolerances] needs one tolerance "
+            raise pytest.UsageError("heatcheck: --hc-baseline: [tool.heatcheck.tolerances] needs "
+                                    f"one tolerance "
                                     f"per gated metric: {'; '.join(problems)}")
         unknown = unknown_metrics(baseline, settings.thresholds)
         if unknown:
-            raise pytest.UsageError(f"heatcheck: --hc-baseline {baseline.path}: records {', '.join(unknown)}, "
+            raise pytest.UsageError(f"heatcheck: --hc-baseline {baseline.path}: records "
+                                    f"{', '.join(unknown)}, "
                                     f"which this heatcheck's audits do not (an older heatcheck?): accept a "
                                     f"run of this one")
         config.stash[BASELINE_KEY] = baseline

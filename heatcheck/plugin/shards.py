@@ -60,8 +60,10 @@ def configure(config: pytest.Config, settings: Settings, shard_option: str | Non
     worker = xdist_worker()
     parallel = base is not None or _is_xdist_controller(config) or workerinput is not None
     if parallel and (settings.baseline or settings.save_baseline):
-        raise pytest.UsageError("heatcheck: --hc-baseline and --hc-save-baseline work on one process's run; with "
-                                "-n or --hc-shard, merge first and keep the merged results.json as the baseline")
+        raise pytest.UsageError("heatcheck: --hc-baseline and --hc-save-baseline work on one "
+                                "process's run; with "
+                                "-n or --hc-shard, merge first and keep the merged results.json as "
+                                "the baseline")
     if workerinput is not None and worker is not None:
         index, count = worker
         assign_gpu(index)

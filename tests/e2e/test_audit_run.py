@@ -68,7 +68,8 @@ def test_shortcut_bench_model_fails_localisation(pytester):
 
 def test_labels_the_model_does_not_predict_fail_label_consistency(pytester):
     # The random-label model agrees with the true labels at about chance (0.25 < 0.9).
-    code, results, _ = run_audits(pytester, "--hc-model", "bench:random-labels", target="audits/test_labels.py")
+    code, results, _ = run_audits(pytester, "--hc-model", "bench:random-labels",
+                                  target="audits/test_labels.py")
     assert code == 1
     check = next(c for c in results["checks"] if c["audit"] == "labels")
     assert check["status"] == "failed"

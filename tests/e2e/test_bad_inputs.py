@@ -79,7 +79,8 @@ def test_every_bad_row_is_rejected_with_its_reason_and_the_rest_is_audited(pytes
 
 def test_strict_inputs_stop_at_the_first_bad_row(pytester):
     manifest = write_manifest(pytester.path, good=4)
-    result, results = run(pytester, "--hc-images", str(manifest), "--hc-methods", "gradcam", "--hc-strict-inputs")
+    result, results = run(pytester, "--hc-images", str(manifest), "--hc-methods", "gradcam",
+                          "--hc-strict-inputs")
     assert result.ret == 1
     assert results["verdict"] == "fail"
     assert "image file not found" in results["errors"][0]["message"]
@@ -182,9 +183,11 @@ def test_an_image_deleted_during_the_run_is_one_input_error_and_the_report_is_wr
 # --- issue 12: settings refused before anything loads; a new user's folder of photos ----------
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--hc-threshold", "pointing_game=nan"], "--hc-threshold 'pointing_game=nan': a threshold must be a finite"),
+    (["--hc-threshold", "pointing_game=nan"], "--hc-threshold 'pointing_game=nan': a threshold must "
+                                              "be a finite"),
     (["--hc-images", "bench:0"], "--hc-images bench:0: N must be a whole number of at least 1"),
-    (["--hc-model", "bench:clean", "--hc-preprocess", "foo"], "--hc-preprocess does not apply to bench model"),
+    (["--hc-model", "bench:clean", "--hc-preprocess", "foo"], "--hc-preprocess does not apply to "
+                                                              "bench model"),
     (["--hc-colormap", "nosuchmap"], "--hc-colormap nosuchmap: unknown colormap"),
 ])
 def test_bad_settings_stop_with_one_usage_line_before_anything_runs(pytester, args, message):

@@ -146,7 +146,8 @@ def test_a_baseline_of_metrics_no_audit_records_any_more_is_refused_with_one_lin
     (tmp_path / "old.json").write_text(json.dumps(older))
     code, output, results = audit(tmp_path, "--hc-baseline", str(tmp_path / "old.json"))
     assert code == pytest.ExitCode.USAGE_ERROR
-    assert (f"ERROR: heatcheck: --hc-baseline {tmp_path / 'old.json'}: records deletion_auc_over_random, which "
+    assert (f"ERROR: heatcheck: --hc-baseline {tmp_path / 'old.json'}: records "
+            f"deletion_auc_over_random, which "
             f"this heatcheck's audits do not (an older heatcheck?): accept a run of this one") in output
     assert results is None
 

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-AUDIT = ["--hc-images", "bench:12", "--hc-profile", "smoke", "--hc-methods", "saliency,gradcam", "--hc-batch-size", "4",
+AUDIT = ["--hc-images", "bench:12", "--hc-profile", "smoke", "--hc-methods", "saliency,gradcam",
+         "--hc-batch-size", "4",
          "--hc-no-cache", "-p", "no:cacheprovider", "-q"]
 # Fields that say when and how a run ran, not what it found.
 TIMING = ("wall_s", "started_utc", "shards", "workers")

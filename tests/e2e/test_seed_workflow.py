@@ -39,8 +39,9 @@ def test_vgg16_with_a_weights_file_on_photographs_with_boxes(pytester):
     result = pytester.runpytest_subprocess(
         str(REPO / "audits"), f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"),
         "-p", "no:cacheprovider",
-        "--hc-model", "vgg16", "--hc-weights", str(weights), "--hc-images", str(pytester.path / "manifest.csv"),
-        "--hc-report-dir", str(report_dir), "--hc-no-cache", "--hc-profile", "smoke", "--hc-methods", "saliency,gradcam",
+        "--hc-model", "vgg16", "--hc-weights", str(weights),
+        "--hc-images", str(pytester.path / "manifest.csv"), "--hc-report-dir", str(report_dir),
+        "--hc-no-cache", "--hc-profile", "smoke", "--hc-methods", "saliency,gradcam",
         "--hc-sanity-images", "1", "--hc-stability-images", "1", timeout=1500)
     results = json.loads((report_dir / "results.json").read_text())
     assert results["model"]["spec"] == "vgg16"

@@ -25,7 +25,7 @@ from heatcheck.checks.baseline import (
 )
 from heatcheck.data.content_hash import content_hash, content_hashes
 from heatcheck.report.results import SCHEMA
-from heatcheck.settings import PROFILES, Settings, SettingsError, build_thresholds, read_pyproject
+from heatcheck.settings import PROFILES, Settings, SettingsError, build_thresholds, read_defaults
 
 KEY = ("localisation", "energy_pointing_game", "gradcam")
 
@@ -219,7 +219,7 @@ def test_every_metric_with_a_threshold_needs_a_default_tolerance_and_no_other_ha
 
 
 def test_the_committed_tolerances_cover_every_gated_metric():
-    table = read_pyproject(Path(__file__).resolve().parents[2] / "pyproject.toml")
+    table = read_defaults()
     thresholds = build_thresholds(table["thresholds"], [])
     tolerances = build_thresholds(table["tolerances"], [], kind="tolerance")
     assert tolerance_table_problems(thresholds, tolerances) == []

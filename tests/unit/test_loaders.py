@@ -817,7 +817,8 @@ def test_image_over_pillows_own_limit_is_refused_by_ours_not_by_a_warning(tmp_pa
     images = load_labelled_images(str(manifest), input_size=SIZE, log=lines.append)
     assert len(images) == 1
     assert lines == [f"{manifest} row 2 (huge.png): image is 10000x9000 = 90,000,000 pixels, over the limit "
-                     "of 89,478,485 (max_image_pixels in [tool.heatcheck] or --hc-max-image-pixels raises it, "
+                     "of 89,478,485 (max_image_pixels in [tool.heatcheck] or --hc-max-image-pixels "
+                     "raises it, "
                      "for files you trust)"]
     with pytest.raises(ImageError, match="90,000,000 pixels, over the limit of 10"):
         load_labelled_images(str(manifest), input_size=SIZE, strict=True, max_image_pixels=10)
