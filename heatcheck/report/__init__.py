@@ -796,10 +796,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m heatcheck.report", description=main.__doc__)
     parser.add_argument("report_dir", nargs="?", default="reports", type=Path,
                         help="folder with results.json (and maps.npz); default: reports")
-    parser.add_argument("--hc-colormap", default="jet", help="e.g. cividis (colour-blind safe)")
+    parser.add_argument("--hc-colormap", dest="colormap", default="jet",
+                        help="e.g. cividis (colour-blind safe)")
     parser.add_argument("--max-gallery", type=int, default=MAX_GALLERY,
                         help=f"most gallery rows (default {MAX_GALLERY})")
-    parser.add_argument("--hc-compare", type=Path, default=None, metavar="OTHER/results.json",
+    parser.add_argument("--hc-compare", dest="compare", type=Path, default=None, metavar="OTHER/results.json",
                         help="another run to compare with, e.g. the clean model's results.json")
     args = parser.parse_args(argv)
     try:

@@ -321,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m heatcheck merge", description=main.__doc__)
     parser.add_argument("shards", nargs="+", type=Path,
                         help="the shards' report folders (each holding heatcheck-partial-I-of-N.json)")
-    parser.add_argument("-o", "--hc-output", type=Path, default=Path("reports"),
+    parser.add_argument("-o", "--output", dest="output", type=Path, default=Path("reports"),
                         help="where results.json and index.html go (default: reports)")
     args = parser.parse_args(argv)
     try:
