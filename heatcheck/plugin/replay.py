@@ -97,7 +97,8 @@ def replay(item: AuditItem, rootdir: str, values: Mapping[str, Any], store: Resu
     the plugin records it in a session (a check, a recorded skip, or an error)."""
     function = audit_function(item, rootdir)
     gate = Gate(store, settings, item.nodeid, [])
-    available = {**values, "gate": gate, "settings": settings, "result_store": store, **item.params}
+    available = {**values, "heatcheck_gate": gate, "heatcheck_settings": settings,
+                 "heatcheck_results": store, **item.params}
     missing = [name for name in inspect.signature(function).parameters if name not in available]
     if missing:
         raise ReplayError(f"{item.nodeid} cannot be decided from the shards' values: it needs the "

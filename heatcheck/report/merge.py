@@ -244,14 +244,14 @@ def _values(ordered: Sequence[Partial], store: ResultStore) -> dict[str, Any]:
     images = store.images
     items = images.get("items", [])
     spec = str(images.get("spec"))
-    values["labelled_images"] = ReplayImages(spec, tuple(r["id"] for r in items),
+    values["heatcheck_labelled_images"] = ReplayImages(spec, tuple(r["id"] for r in items),
                                              np.array([r["label"] for r in items], np.int64))
     if "audit_ids" in values:
         audited = ReplayImages(spec, tuple(values.pop("audit_ids")), np.asarray(values.pop("audit_labels")))
-        values["audit_images"] = values["audit_set"] = audited
+        values["heatcheck_images"] = values["heatcheck_audit_set"] = audited
     provider = next((p.provider for p in ordered if p.provider), None)
     if provider is not None:
-        values["map_provider"] = ReplayProvider(provider["unavailable"], provider["passes_per_map"])
+        values["heatcheck_provider"] = ReplayProvider(provider["unavailable"], provider["passes_per_map"])
     return values
 
 
