@@ -18,7 +18,7 @@ def test_label_consistency(
 ):
     agree = top_k_agreement(heatcheck_predictions, heatcheck_labelled_images.labels, heatcheck_settings.top_k)
     disagreeing = [i for i, a in zip(heatcheck_labelled_images.ids, agree, strict=True) if not a]
-    heatcheck_gate.check(
+    heatcheck_gate.record(
         "labels",
         f"top_{heatcheck_settings.top_k}_agreement",
         None,

@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from heatcheck.errors import HeatcheckError
 from heatcheck.plugin.gate import Gate
 from heatcheck.report.partial import AuditItem
 from heatcheck.report.results import Check, ResultStore
 from heatcheck.settings import Settings
 
 
-class ReplayError(RuntimeError):
+class ReplayError(HeatcheckError, RuntimeError):
     """A test that cannot be run again on merged values; the message says which and why."""
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from heatcheck.checks.faithfulness import SetCurves
 from heatcheck.checks.localisation import LocalisationRun, fraction_summary
 from heatcheck.data.sharding import SAMPLE_FAMILIES
+from heatcheck.errors import HeatcheckError
 from heatcheck.report.gallery_choice import is_gallery_key, merge_galleries
 from heatcheck.report.partial import (
     LOCAL_SETTINGS,
@@ -41,7 +42,7 @@ from heatcheck.report.results import Check, ResultStore
 from heatcheck.settings import Settings
 
 
-class MergeError(ValueError):
+class MergeError(HeatcheckError, ValueError):
     """Shards that cannot be merged; the message is one line saying why."""
 
 

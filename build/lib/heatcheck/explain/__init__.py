@@ -1,0 +1,1 @@
+"""Attribution maps: the engine that turns (model, images, labels) into one map per image."""
