@@ -348,7 +348,7 @@ class AuditSession:
         reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr or "skipped")
         family, metric, method = self.config.stash[AUDIT_INFO_KEY][report.nodeid]
         self.store.add(Check(audit=family, metric=metric, method=method, value=None, threshold=None,
-                             direction="higher", passed=None, status="skipped",
+                             direction=None, passed=None, status="skipped",
                              reason=reason.removeprefix("Skipped: "), details={"test": report.nodeid}))
 
     def _recorded_failure(self, nodeid: str) -> bool:

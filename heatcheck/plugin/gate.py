@@ -101,7 +101,7 @@ class Gate:
         """Record a check that could not run; the caller then skips the test with ``reason``."""
         return self.store.add(Check(
             audit=audit, metric=metric, method=method, value=None, threshold=None,
-            direction="higher", passed=None, status="skipped", reason=reason,
+            direction=None, passed=None, status="skipped", reason=reason,
             details={"test": self.test_id}))
 
     @staticmethod

@@ -112,7 +112,7 @@ def replay(item: AuditItem, rootdir: str, values: Mapping[str, Any], store: Resu
     except pytest.skip.Exception as exc:
         if not _recorded(store, item.nodeid):
             store.add(Check(audit=item.family, metric=item.metric, method=item.method, value=None,
-                            threshold=None, direction="higher", passed=None, status="skipped",
+                            threshold=None, direction=None, passed=None, status="skipped",
                             reason=str(exc.msg), details={"test": item.nodeid}))
     except (Exception, pytest.fail.Exception) as exc:  # noqa: BLE001 -- recorded as the test's error, as pytest does
         _error(store, item, exc)
