@@ -4,6 +4,7 @@ this one's installed dependencies (TensorFlow is 2 GB) through a .pth line, but 
 comes only from the wheel: nothing of this checkout is importable there."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +35,17 @@ SMALL = ["--hc-profile", "smoke", "--hc-methods", "gradcam", "--hc-no-cache", "-
 def installed(tmp_path_factory):
     """(python of a fresh venv holding only the wheel, an empty working folder)."""
     root = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of the checkout's files (tracked, and new ones git does not ignore):
+    # setuptools' in-tree build/ folder would keep modules that have since moved.
+    source = root / "source"
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        if (REPO / name).is_file():
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / name, source / name)
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                    "-w", str(root / "dist"), str(REPO)], check=True, timeout=600)
+                    "-w", str(root / "dist"), str(source)], check=True, timeout=600)
     wheel = next((root / "dist").glob("heatcheck-*.whl"))
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
     python = root / "venv" / "bin" / "python"

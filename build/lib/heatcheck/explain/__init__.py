@@ -1,1 +1,0 @@
-"""Attribution maps: the engine that turns (model, images, labels) into one map per image."""
