@@ -115,7 +115,7 @@ class Gate:
         if check.interval is not None:  # a calibrated check: a margin over the strongest control
             low, high = check.interval
             head = (f"{check.audit}/{check.metric}{method} {check.status.upper()}: {check.value:.3f}, "
-                    f"beats {check.control or 'chance'} by {check.effect:.3f} "
+                    f"leads {check.control or 'chance'} by {check.effect:.3f} "
                     f"[{low:.3f}, {high:.3f}], needs ≥ {check.threshold:g}")
             return head + (f"; {check.reason}" if check.reason else "") + (
                 f"; worst images: {worst_text}" if worst_text else "")
