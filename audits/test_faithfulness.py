@@ -27,28 +27,65 @@ pytestmark = pytest.mark.heatcheck_audit
 
 
 @pytest.fixture(scope="session")
-def causal_run(audit_model, audit_images, audit_maps, settings, result_store):
+def causal_run(heatcheck_model, heatcheck_images, heatcheck_maps, heatcheck_settings, heatcheck_results):
     """Deletion and insertion curves of every method's maps and of the random orders, in one
     pass over the images. (Steps and baseline: the settings', when they carry them.)"""
-    steps, baseline = settings.faithfulness_steps, settings.faithfulness_baseline
-    with input_errors(result_store):
-        return set_causal_curves(audit_model, audit_images, audit_maps.maps, seed=settings.seed,
-                                 steps=steps, baseline=baseline)
+    steps, baseline = heatcheck_settings.faithfulness_steps, heatcheck_settings.faithfulness_baseline
+    with input_errors(heatcheck_results):
+        return set_causal_curves(
+            heatcheck_model,
+            heatcheck_images,
+            heatcheck_maps.maps,
+            seed=heatcheck_settings.seed,
+            steps=steps,
+            baseline=baseline,
+        )
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
-def test_causal_metric(kind, method, causal_run, audit_images, map_provider, settings, gate):
+def test_causal_metric(
+    kind,
+    heatcheck_method,
+    causal_run,
+    heatcheck_images,
+    heatcheck_provider,
+    heatcheck_settings,
+    heatcheck_gate,
+):
     metric = f"{kind}_auc"
-    require(map_provider.unavailable(method), gate, "faithfulness", metric, method)
+    require(
+        heatcheck_provider.unavailable(heatcheck_method),
+        heatcheck_gate,
+        "faithfulness",
+        metric,
+        heatcheck_method,
+    )
     run = causal_run
-    auc, random_auc = run.auc(method, kind), run.random_auc(kind)
-    decision = gate_faithfulness(auc, random_auc, kind, settings.thresholds.get(metric, method),
-                                 draw_seed(settings.seed, metric, method))
-    gate.decide("faithfulness", metric, method, decision, direction=KINDS[kind].direction, per_image=auc,
-                ids=audit_images.ids, controls={RANDOM: float(finite_mean(random_auc))}, details={
-                    "kind": kind, "baseline": run.baseline, "random_orders": RANDOM_ORDERS,
-                    "fractions": run.fractions.tolist(),
-                    "curve": finite_mean(run.methods[method][kind], axis=0).tolist(),
-                    "random_curve": finite_mean(run.random[kind].mean(axis=1), axis=0).tolist(),
-                    "random_auc": float(finite_mean(random_auc)),
-                    "passes_alone": len(audit_images) * map_provider.passes_per_map(method)})
+    auc, random_auc = run.auc(heatcheck_method, kind), run.random_auc(kind)
+    decision = gate_faithfulness(
+        auc,
+        random_auc,
+        kind,
+        heatcheck_settings.thresholds.get(metric, heatcheck_method),
+        draw_seed(heatcheck_settings.seed, metric, heatcheck_method),
+    )
+    heatcheck_gate.decide(
+        "faithfulness",
+        metric,
+        heatcheck_method,
+        decision,
+        direction=KINDS[kind].direction,
+        per_image=auc,
+        ids=heatcheck_images.ids,
+        controls={RANDOM: float(finite_mean(random_auc))},
+        details={
+            "kind": kind,
+            "baseline": run.baseline,
+            "random_orders": RANDOM_ORDERS,
+            "fractions": run.fractions.tolist(),
+            "curve": finite_mean(run.methods[heatcheck_method][kind], axis=0).tolist(),
+            "random_curve": finite_mean(run.random[kind].mean(axis=1), axis=0).tolist(),
+            "random_auc": float(finite_mean(random_auc)),
+            "passes_alone": len(heatcheck_images) * heatcheck_provider.passes_per_map(heatcheck_method),
+        },
+    )

@@ -13,9 +13,19 @@ pytestmark = pytest.mark.heatcheck_audit
 
 
 @pytest.mark.heatcheck_first
-def test_label_consistency(predictions, labelled_images, settings, gate):
-    agree = top_k_agreement(predictions, labelled_images.labels, settings.top_k)
-    disagreeing = [i for i, a in zip(labelled_images.ids, agree, strict=True) if not a]
-    gate.check("labels", f"top_{settings.top_k}_agreement", None, float(np.mean(agree)),
-               direction="higher", per_image=agree, ids=labelled_images.ids,
-               threshold_key="label_agreement", details={"disagreeing": disagreeing})
+def test_label_consistency(
+    heatcheck_predictions, heatcheck_labelled_images, heatcheck_settings, heatcheck_gate
+):
+    agree = top_k_agreement(heatcheck_predictions, heatcheck_labelled_images.labels, heatcheck_settings.top_k)
+    disagreeing = [i for i, a in zip(heatcheck_labelled_images.ids, agree, strict=True) if not a]
+    heatcheck_gate.record(
+        "labels",
+        f"top_{heatcheck_settings.top_k}_agreement",
+        None,
+        float(np.mean(agree)),
+        direction="higher",
+        per_image=agree,
+        ids=heatcheck_labelled_images.ids,
+        threshold_key="label_agreement",
+        details={"disagreeing": disagreeing},
+    )

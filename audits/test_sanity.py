@@ -1,7 +1,7 @@
 """Sanity: do the maps depend on the model (Adebayo et al. 2018)?
 
 Cascading randomisation re-initialises the model's weights from the logits down, step by
-step; a method whose maps stay similar explains the image, not the model. The data
+step; a heatcheck_method whose maps stay similar explains the image, not the model. The data
 randomisation test compares with a model trained on permuted labels. Each similarity is read
 against its chance level on these images (the similarity of the method's maps of different
 images; heatcheck.checks.sanity): after the last step, and on average over the steps. The
@@ -31,58 +31,117 @@ CASCADING = [(measure, area) for measure in MEASURES for area in (False, True)]
 
 
 @pytest.fixture(scope="session")
-def randomisation_run(map_provider, sanity_images, settings, result_store):
-    methods = tuple(m for m in settings.methods if map_provider.unavailable(m) is None)
-    run = model_randomisation(map_provider, sanity_images, methods, settings.seed, settings.sanity_grouping)
+def randomisation_run(heatcheck_provider, heatcheck_sanity_images, heatcheck_settings, heatcheck_results):
+    methods = tuple(m for m in heatcheck_settings.methods if heatcheck_provider.unavailable(m) is None)
+    run = model_randomisation(
+        heatcheck_provider,
+        heatcheck_sanity_images,
+        methods,
+        heatcheck_settings.seed,
+        heatcheck_settings.sanity_grouping,
+    )
     for m in methods:  # the cascading figure: maps per step, each scaled to its max |value|
         stack = [run.original[m], *run.cascading[m]]
-        result_store.arrays[f"sanity/{m}"] = np.stack([normalise_for_comparison(s) for s in stack])
-    result_store.arrays["sanity_ids"] = np.array(run.ids)
+        heatcheck_results.arrays[f"sanity/{m}"] = np.stack([normalise_for_comparison(s) for s in stack])
+    heatcheck_results.arrays["sanity_ids"] = np.array(run.ids)
     return run
 
 
-@pytest.mark.parametrize(("measure", "area"), CASCADING,
-                         ids=[f"{m}{'-area' if a else ''}" for m, a in CASCADING])
-def test_cascading_randomisation(measure, area, method, randomisation_run, map_provider, settings, gate):
+@pytest.mark.parametrize(
+    ("measure", "area"), CASCADING, ids=[f"{m}{'-area' if a else ''}" for m, a in CASCADING]
+)
+def test_cascading_randomisation(
+    measure, area, heatcheck_method, randomisation_run, heatcheck_provider, heatcheck_settings, heatcheck_gate
+):
     metric = f"cascading_{measure}" + ("_area" if area else "")
-    require(map_provider.unavailable(method), gate, "sanity", metric, method)
-    run, seed = randomisation_run, draw_seed(settings.seed, metric, method)
-    chance = run.chance(method, measure)
-    reading = read_against_chance(run.similarity(method, measure), chance, area=area, seed=seed)
-    independent = read_against_chance(run.similarity(method, measure, "independent"), chance,
-                                      area=area, seed=seed)
-    decision = gate_similarity(reading.values, settings.thresholds.get(metric, method), seed)
-    gate.decide("sanity", metric, method, decision, direction="lower", per_image=reading.values,
-                ids=run.ids, controls={UNCHANGED: 1.0, UNRELATED: 0.0}, details={
-                    "steps": run.steps, **reading.details(), "gated": "area" if area else "last step",
-                    "independent_curve": independent.curve,
-                    "normalised_independent_curve": independent.normalised_curve,
-                    # the original maps plus one set per cascading and per independent step
-                    "passes_alone": (1 + 2 * len(run.steps)) * len(run.ids)
-                    * map_provider.passes_per_map(method)})
+    require(
+        heatcheck_provider.unavailable(heatcheck_method), heatcheck_gate, "sanity", metric, heatcheck_method
+    )
+    run, seed = randomisation_run, draw_seed(heatcheck_settings.seed, metric, heatcheck_method)
+    chance = run.chance(heatcheck_method, measure)
+    reading = read_against_chance(run.similarity(heatcheck_method, measure), chance, area=area, seed=seed)
+    independent = read_against_chance(
+        run.similarity(heatcheck_method, measure, "independent"), chance, area=area, seed=seed
+    )
+    decision = gate_similarity(
+        reading.values, heatcheck_settings.thresholds.get(metric, heatcheck_method), seed
+    )
+    heatcheck_gate.decide(
+        "sanity",
+        metric,
+        heatcheck_method,
+        decision,
+        direction="lower",
+        per_image=reading.values,
+        ids=run.ids,
+        controls={UNCHANGED: 1.0, UNRELATED: 0.0},
+        details={
+            "steps": run.steps,
+            **reading.details(),
+            "gated": "area" if area else "last step",
+            "independent_curve": independent.curve,
+            "normalised_independent_curve": independent.normalised_curve,
+            # the original maps plus one set per cascading and per independent step
+            "passes_alone": (1 + 2 * len(run.steps))
+            * len(run.ids)
+            * heatcheck_provider.passes_per_map(heatcheck_method),
+        },
+    )
 
 
 @pytest.fixture(scope="session")
-def data_randomisation_run(map_provider, random_label_provider, sanity_images, settings):
+def data_randomisation_run(
+    heatcheck_provider, heatcheck_random_label_provider, heatcheck_sanity_images, heatcheck_settings
+):
     """Similarities to the random-label model's maps, all methods at once; None without one."""
-    if random_label_provider is None:
+    if heatcheck_random_label_provider is None:
         return None
-    methods = tuple(m for m in settings.methods if map_provider.unavailable(m) is None)
-    return data_randomisation(map_provider, random_label_provider, sanity_images, methods)
+    methods = tuple(m for m in heatcheck_settings.methods if heatcheck_provider.unavailable(m) is None)
+    return data_randomisation(
+        heatcheck_provider, heatcheck_random_label_provider, heatcheck_sanity_images, methods
+    )
 
 
 @pytest.mark.parametrize("measure", list(MEASURES))
-def test_data_randomisation(measure, method, map_provider, data_randomisation_run, sanity_images,
-                            settings, gate):
+def test_data_randomisation(
+    measure,
+    heatcheck_method,
+    heatcheck_provider,
+    data_randomisation_run,
+    heatcheck_sanity_images,
+    heatcheck_settings,
+    heatcheck_gate,
+):
     metric = f"data_randomisation_{measure}"
-    require(map_provider.unavailable(method), gate, "sanity", metric, method)
+    require(
+        heatcheck_provider.unavailable(heatcheck_method), heatcheck_gate, "sanity", metric, heatcheck_method
+    )
     missing = "no model trained on permuted labels: pass --hc-random-label-model PATH"
-    require(None if data_randomisation_run else missing, gate, "sanity", metric, method)
-    run, seed = data_randomisation_run, draw_seed(settings.seed, metric, method)
-    reading = read_against_chance([run.similarity[method][measure]], run.chance[method][measure],
-                                  area=False, seed=seed)
-    decision = gate_similarity(reading.values, settings.thresholds.get(metric, method), seed)
-    gate.decide("sanity", metric, method, decision, direction="lower", per_image=reading.values,
-                ids=sanity_images.ids, controls={UNCHANGED: 1.0, UNRELATED: 0.0}, details={
-                    **reading.details(), "random_label_model": random_label_spec(settings),
-                    "passes_alone": 2 * len(sanity_images) * map_provider.passes_per_map(method)})
+    require(None if data_randomisation_run else missing, heatcheck_gate, "sanity", metric, heatcheck_method)
+    run, seed = data_randomisation_run, draw_seed(heatcheck_settings.seed, metric, heatcheck_method)
+    reading = read_against_chance(
+        [run.similarity[heatcheck_method][measure]],
+        run.chance[heatcheck_method][measure],
+        area=False,
+        seed=seed,
+    )
+    decision = gate_similarity(
+        reading.values, heatcheck_settings.thresholds.get(metric, heatcheck_method), seed
+    )
+    heatcheck_gate.decide(
+        "sanity",
+        metric,
+        heatcheck_method,
+        decision,
+        direction="lower",
+        per_image=reading.values,
+        ids=heatcheck_sanity_images.ids,
+        controls={UNCHANGED: 1.0, UNRELATED: 0.0},
+        details={
+            **reading.details(),
+            "random_label_model": random_label_spec(heatcheck_settings),
+            "passes_alone": 2
+            * len(heatcheck_sanity_images)
+            * heatcheck_provider.passes_per_map(heatcheck_method),
+        },
+    )

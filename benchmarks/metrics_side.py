@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.run import floor_passes, seed_workload
+from benchmarks.workload import floor_passes, seed_workload
 
 SENSITIVITY_SAMPLES = 50
 

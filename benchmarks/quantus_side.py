@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     import quantus
     import tensorflow as tf
 
-    from benchmarks.run import seed_workload
+    from benchmarks.workload import seed_workload
 
     log(f"quantus {quantus.__version__}, tensorflow {tf.__version__}, building the workload")
     model, x, labels = seed_workload(args.quick)

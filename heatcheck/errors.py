@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 
-class ModelError(ValueError):
+class HeatcheckError(Exception):
+    """The base of every error heatcheck shows a user: its message is one line naming the file,
+    row, setting or shard and what is wrong (catch this to catch them all)."""
+
+
+class ModelError(HeatcheckError, ValueError):
     """A model that cannot be audited; the message names the file or layer and the problem."""
 
 

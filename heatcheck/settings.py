@@ -12,6 +12,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from heatcheck.errors import HeatcheckError
+
 # The methods users type, in the order reports show them.
 METHODS = ("saliency", "smoothgrad", "gradcam", "gradcampp")
 # Controls exist to show what failing looks like: they ignore the model (edges) or everything.
@@ -53,7 +55,7 @@ PROFILES = {
 }
 
 
-class SettingsError(ValueError):
+class SettingsError(HeatcheckError, ValueError):
     """A setting that cannot be used; the message names the setting and the fix."""
 
 

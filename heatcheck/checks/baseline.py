@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from heatcheck.checks.decision import Interval, Outcome, bootstrap_interval
+from heatcheck.errors import HeatcheckError
 from heatcheck.report.results import SCHEMA, Check
 from heatcheck.settings import Settings, Thresholds
 
@@ -39,7 +40,7 @@ WORST_SHOWN = 3  # images named in a regression's message
 WORST_KEPT = 5  # images kept in its details for the report
 
 
-class BaselineError(ValueError):
+class BaselineError(HeatcheckError, ValueError):
     """A baseline that cannot be compared with this run; the message is one line saying why."""
 
 

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from heatcheck.errors import HeatcheckError
+
 # Reads the images and masks at the given positions of a set: (n, H, W, 3) uint8, (n, H, W) bool.
 Reader = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-class ImageError(ValueError):
+class ImageError(HeatcheckError, ValueError):
     """A labelled image that cannot be audited; the message names the image and the problem."""
 
 

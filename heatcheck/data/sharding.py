@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from heatcheck.data import ImageSet
+from heatcheck.errors import HeatcheckError
 from heatcheck.settings import Settings
 
 # Audit families that work on a sample of the first images: each runs whole on one shard.
@@ -39,7 +40,7 @@ SAMPLE_FAMILIES = ("sanity", "stability")
 _SPEC = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
-class ShardError(ValueError):
+class ShardError(HeatcheckError, ValueError):
     """A shard specification that cannot be used; the message says why."""
 
 

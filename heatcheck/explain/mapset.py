@@ -28,13 +28,14 @@ from pathlib import Path
 import numpy as np
 
 from heatcheck.data import ImageSet
+from heatcheck.errors import HeatcheckError
 from heatcheck.explain.provider import MapProvider
 
 MAP_FOLDER_PREFIX = "heatcheck-maps-"
 OWNER_FILE = "owner"
 
 
-class MapStorageError(OSError):
+class MapStorageError(HeatcheckError, OSError):
     """The maps of a set do not fit where they are to be kept; the message says where and how much."""
 
 

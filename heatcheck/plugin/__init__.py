@@ -241,12 +241,12 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """One test per audit × method: every audit test (marked heatcheck_audit) that takes
-    ``method`` runs for each chosen one. Other tests in the session are left alone."""
+    ``heatcheck_method`` runs for each chosen one. Other tests in the session are left alone."""
     if metafunc.definition.get_closest_marker("heatcheck_audit") is None:
         return
-    if "method" in metafunc.fixturenames:
+    if "heatcheck_method" in metafunc.fixturenames:
         methods = metafunc.config.stash[SETTINGS_KEY].methods
-        metafunc.parametrize("method", methods, ids=list(methods))
+        metafunc.parametrize("heatcheck_method", methods, ids=list(methods))
 
 
 def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
@@ -273,7 +273,7 @@ def _audit_info(item: pytest.Item) -> tuple[str, str, str | None]:
     params = getattr(item, "callspec", None)
     values = dict(params.params) if params is not None else {}
     metric = values.get("metric") or values.get("measure") or getattr(item, "originalname", item.name)
-    method = values.get("method")
+    method = values.get("heatcheck_method")
     return (family_of(item.path.name), str(getattr(metric, "__name__", metric)),
             None if method is None else str(method))
 
@@ -348,7 +348,7 @@ class AuditSession:
         reason = str(longrepr[2]) if isinstance(longrepr, tuple) else str(longrepr or "skipped")
         family, metric, method = self.config.stash[AUDIT_INFO_KEY][report.nodeid]
         self.store.add(Check(audit=family, metric=metric, method=method, value=None, threshold=None,
-                             direction="higher", passed=None, status="skipped",
+                             direction=None, passed=None, status="skipped",
                              reason=reason.removeprefix("Skipped: "), details={"test": report.nodeid}))
 
     def _recorded_failure(self, nodeid: str) -> bool:

@@ -126,7 +126,7 @@ class RegressionItem(pytest.Item):
         audit, metric, method = self.key
         self.config.stash[STORE_KEY].add(Check(
             audit=AUDIT, metric=f"{audit}/{metric}", method=method, value=None, threshold=None,
-            direction="higher", passed=None, status="skipped", reason=reason, details={"test": self.nodeid}))
+            direction=None, passed=None, status="skipped", reason=reason, details={"test": self.nodeid}))
         pytest.skip(reason)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],

@@ -25,20 +25,36 @@ class Gate:
     """
 
     def __init__(self, store: ResultStore, settings: Settings, test_id: str,
-                 user_properties: list[tuple[str, object]] | None = None) -> None:
+                 user_properties: list[tuple[str, object]] | None = None, *,
+                 audit: str = "custom", method: str | None = None) -> None:
         self.store = store
         self.settings = settings
         self.test_id = test_id
         self.user_properties = user_properties if user_properties is not None else []
+        self.audit = audit  # the test's audit family (its module's name), for check()
+        self.method = method  # the test's heatcheck_method, if it takes one
 
-    def check(self, audit: str, metric: str, method: str | None, value: float, *,
-              direction: Direction, per_image: np.ndarray | None = None,
-              ids: Sequence[str] = (), threshold_key: str | None = None,
-              details: dict[str, Any] | None = None) -> Check:
+    def check(self, metric: str, value: float, *, threshold: float | None = None,
+              direction: Direction = "higher", per_image: np.ndarray | None = None,
+              ids: Sequence[str] = (), details: dict[str, Any] | None = None) -> Check:
+        """The public way to write an audit: gate ``value`` of ``metric`` for this test's audit
+        and method, against ``threshold`` (else ``[tool.heatcheck.thresholds]``), and record it
+        in the verdict, results.json and the report like every built-in check."""
+        __tracebackhide__ = True
+        return self.record(self.audit, metric, self.method, value, direction=direction,
+                           per_image=per_image, ids=ids, details=details, threshold=threshold)
+
+    def record(self, audit: str, metric: str, method: str | None, value: float, *,
+               direction: Direction, per_image: np.ndarray | None = None,
+               ids: Sequence[str] = (), threshold_key: str | None = None,
+               details: dict[str, Any] | None = None, threshold: float | None = None) -> Check:
         """Record ``value`` for (audit, metric, method) and raise AssertionError if it fails."""
         __tracebackhide__ = True
         key = threshold_key or metric
-        threshold = self.settings.thresholds.get(key, method)
+        if threshold is None:
+            threshold, source = self.settings.thresholds.get(key, method), None
+        else:
+            source = "test"
         meets = value >= threshold if direction == "higher" else value <= threshold
         passed = bool(np.isfinite(value)) and bool(meets)
         scores = {} if per_image is None else {i: float(v) for i, v in zip(ids, per_image, strict=True)}
@@ -46,7 +62,7 @@ class Gate:
             audit=audit, metric=metric, method=method, value=float(value), threshold=threshold,
             direction=direction, passed=passed, status="passed" if passed else "failed",
             per_image=scores, details={"test": self.test_id, **(details or {})},
-            threshold_source=self.settings.thresholds.source_of(key, method)))
+            threshold_source=source or self.settings.thresholds.source_of(key, method)))
         if not passed:
             raise AssertionError(self._message(check))
         return check
@@ -85,7 +101,7 @@ class Gate:
         """Record a check that could not run; the caller then skips the test with ``reason``."""
         return self.store.add(Check(
             audit=audit, metric=metric, method=method, value=None, threshold=None,
-            direction="higher", passed=None, status="skipped", reason=reason,
+            direction=None, passed=None, status="skipped", reason=reason,
             details={"test": self.test_id}))
 
     @staticmethod
@@ -99,7 +115,7 @@ class Gate:
         if check.interval is not None:  # a calibrated check: a margin over the strongest control
             low, high = check.interval
             head = (f"{check.audit}/{check.metric}{method} {check.status.upper()}: {check.value:.3f}, "
-                    f"beats {check.control or 'chance'} by {check.effect:.3f} "
+                    f"leads {check.control or 'chance'} by {check.effect:.3f} "
                     f"[{low:.3f}, {high:.3f}], needs ≥ {check.threshold:g}")
             return head + (f"; {check.reason}" if check.reason else "") + (
                 f"; worst images: {worst_text}" if worst_text else "")

@@ -23,13 +23,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+from heatcheck.errors import HeatcheckError
 from heatcheck.plugin.gate import Gate
 from heatcheck.report.partial import AuditItem
 from heatcheck.report.results import Check, ResultStore
 from heatcheck.settings import Settings
 
 
-class ReplayError(RuntimeError):
+class ReplayError(HeatcheckError, RuntimeError):
     """A test that cannot be run again on merged values; the message says which and why."""
 
 
@@ -97,7 +98,8 @@ def replay(item: AuditItem, rootdir: str, values: Mapping[str, Any], store: Resu
     the plugin records it in a session (a check, a recorded skip, or an error)."""
     function = audit_function(item, rootdir)
     gate = Gate(store, settings, item.nodeid, [])
-    available = {**values, "gate": gate, "settings": settings, "result_store": store, **item.params}
+    available = {**values, "heatcheck_gate": gate, "heatcheck_settings": settings,
+                 "heatcheck_results": store, **item.params}
     missing = [name for name in inspect.signature(function).parameters if name not in available]
     if missing:
         raise ReplayError(f"{item.nodeid} cannot be decided from the shards' values: it needs the "
@@ -110,7 +112,7 @@ def replay(item: AuditItem, rootdir: str, values: Mapping[str, Any], store: Resu
     except pytest.skip.Exception as exc:
         if not _recorded(store, item.nodeid):
             store.add(Check(audit=item.family, metric=item.metric, method=item.method, value=None,
-                            threshold=None, direction="higher", passed=None, status="skipped",
+                            threshold=None, direction=None, passed=None, status="skipped",
                             reason=str(exc.msg), details={"test": item.nodeid}))
     except (Exception, pytest.fail.Exception) as exc:  # noqa: BLE001 -- recorded as the test's error, as pytest does
         _error(store, item, exc)

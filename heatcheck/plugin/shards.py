@@ -45,7 +45,7 @@ PROGRESS_S = 10.0  # seconds between progress lines in a log (not a terminal)
 # its block: "labelled" ones hold a row per labelled image (the shard's rows are kept), "block"
 # ones a row per image of the shard's block. A new whole-set audit whose test reads another
 # per-image fixture must be added here, or merging stops with a line naming it.
-KEPT = {"predictions": "labelled", "localisation_run": "block", "causal_run": "block"}
+KEPT = {"heatcheck_predictions": "labelled", "localisation_run": "block", "causal_run": "block"}
 
 
 def configure(config: pytest.Config, settings: Settings, shard_option: str | None) -> None:
@@ -231,15 +231,15 @@ class ShardSession:
         name = fixturedef.argname
         if name in KEPT:
             self.values[name] = self._part(name, value, request)
-        elif name == "audit_images":
+        elif name == "heatcheck_images":
             self.values["audit_ids"], self.values["audit_labels"] = tuple(value.ids), np.asarray(value.labels)
             self.blocks["audited"] = [int(getattr(value, "offset", 0)),
                                       int(getattr(value, "offset", 0)) + len(value)]
-        elif name == "map_provider":
+        elif name == "heatcheck_provider":
             methods = self.settings.methods
             self.provider = {"unavailable": {m: value.unavailable(m) for m in methods},
                              "passes_per_map": {m: value.passes_per_map(m) for m in methods}}
-        elif name == "labelled_images":
+        elif name == "heatcheck_labelled_images":
             self.fingerprint = images_fingerprint(value.ids, value.labels)
             rows = slice(0, len(value)) if self.solo else block(len(value), self.settings.batch_size,
                                                                   self.shard)
@@ -249,7 +249,7 @@ class ShardSession:
     def _part(self, name: str, value: Any, request: pytest.FixtureRequest) -> Any:
         if KEPT[name] != "labelled" or self.solo:
             return value
-        total = len(request.getfixturevalue("labelled_images"))
+        total = len(request.getfixturevalue("heatcheck_labelled_images"))
         return value[block(total, self.settings.batch_size, self.shard)]
 
     @pytest.hookimpl(tryfirst=True)

@@ -28,6 +28,7 @@ import numpy as np
 from heatcheck.checks.faithfulness import SetCurves
 from heatcheck.checks.localisation import LocalisationRun, fraction_summary
 from heatcheck.data.sharding import SAMPLE_FAMILIES
+from heatcheck.errors import HeatcheckError
 from heatcheck.report.gallery_choice import is_gallery_key, merge_galleries
 from heatcheck.report.partial import (
     LOCAL_SETTINGS,
@@ -41,7 +42,7 @@ from heatcheck.report.results import Check, ResultStore
 from heatcheck.settings import Settings
 
 
-class MergeError(ValueError):
+class MergeError(HeatcheckError, ValueError):
     """Shards that cannot be merged; the message is one line saying why."""
 
 
@@ -244,14 +245,14 @@ def _values(ordered: Sequence[Partial], store: ResultStore) -> dict[str, Any]:
     images = store.images
     items = images.get("items", [])
     spec = str(images.get("spec"))
-    values["labelled_images"] = ReplayImages(spec, tuple(r["id"] for r in items),
+    values["heatcheck_labelled_images"] = ReplayImages(spec, tuple(r["id"] for r in items),
                                              np.array([r["label"] for r in items], np.int64))
     if "audit_ids" in values:
         audited = ReplayImages(spec, tuple(values.pop("audit_ids")), np.asarray(values.pop("audit_labels")))
-        values["audit_images"] = values["audit_set"] = audited
+        values["heatcheck_images"] = values["heatcheck_audit_set"] = audited
     provider = next((p.provider for p in ordered if p.provider), None)
     if provider is not None:
-        values["map_provider"] = ReplayProvider(provider["unavailable"], provider["passes_per_map"])
+        values["heatcheck_provider"] = ReplayProvider(provider["unavailable"], provider["passes_per_map"])
     return values
 
 

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from heatcheck.data.sharding import Shard
+from heatcheck.errors import HeatcheckError
 from heatcheck.report.results import atomic_write
 from heatcheck.settings import Profile, Settings, Thresholds
 
@@ -41,7 +42,7 @@ PREFIX = "heatcheck-partial-"
 LOCAL_SETTINGS = frozenset({"report_dir", "cache_dir", "cache_max_mb", "compare", "colormap"})
 
 
-class PartialError(ValueError):
+class PartialError(HeatcheckError, ValueError):
     """A partial that cannot be read; the message names the file."""
 
 

@@ -45,7 +45,7 @@ class Check:
     method: str | None
     value: float | None
     threshold: float | None
-    direction: str
+    direction: str | None  # None for a check that did not run: it has no direction to report
     passed: bool | None
     status: str  # "passed" | "failed" | "inconclusive" | "skipped"
     reason: str | None = None

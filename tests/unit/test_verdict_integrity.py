@@ -119,3 +119,12 @@ def test_family_summaries_say_why_in_plain_words() -> None:
     assert rows["sanity"]["sentence"] == "This image set cannot tell: only 3 scored image(s)."
     assert rows["faithfulness"]["sentence"] == "Nothing ran: no conv layer."
     assert rows["labels"]["ran"] == 1
+
+
+def test_a_skipped_check_claims_no_direction() -> None:
+    from heatcheck.plugin.gate import Gate
+    from heatcheck.settings import Settings
+
+    store = ResultStore()
+    Gate(store, Settings(), "t").skip("sanity", "data_randomisation_ssim", "gradcam", "no partner model")
+    assert store.checks[0].to_json()["direction"] is None
