@@ -311,12 +311,12 @@ def build_thresholds(table: Mapping[str, Any], overrides: list[str], kind: str =
         try:
             value = float(raw)
         except ValueError:
-            raise SettingsError(f"--{kind} {item!r}: expected metric[.method]=number") from None
+            raise SettingsError(f"--hc-{kind} {item!r}: expected metric[.method]=number") from None
         if not sep or metric not in values:
-            raise SettingsError(f"--{kind} {item!r}: unknown metric '{metric}'; known: "
+            raise SettingsError(f"--hc-{kind} {item!r}: unknown metric '{metric}'; known: "
                                 f"{', '.join(sorted(values))}")
         if (problem := _threshold_problem(method or "default", value, kind)) is not None:
-            raise SettingsError(f"--{kind} {item!r}: {problem}")
+            raise SettingsError(f"--hc-{kind} {item!r}: {problem}")
         values[metric][method or "default"] = value
         source[key.strip()] = "command line"
     frozen = {k: MappingProxyType(v) for k, v in values.items()}

@@ -62,7 +62,7 @@ def test_pyproject_then_command_line(pytester):
         [tool.heatcheck.thresholds]
         label_agreement = 0.5
     """)
-    pytester.makeconftest('pytest_plugins = ["heatcheck.plugin"]')
+    pass  # the plugin loads through its pytest11 entry point
     pytester.makepyfile("""
         from heatcheck.plugin import SETTINGS_KEY
 
@@ -77,7 +77,7 @@ def test_pyproject_then_command_line(pytester):
 
 
 def test_bad_option_is_a_usage_error(pytester):
-    pytester.makeconftest('pytest_plugins = ["heatcheck.plugin"]')
+    pass  # the plugin loads through its pytest11 entry point
     result = pytester.runpytest("--hc-methods", "nope", "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*heatcheck: --hc-methods: unknown method nope*"])
@@ -174,7 +174,7 @@ def test_bad_pyproject_value_is_a_usage_error_not_a_traceback(pytester, line: st
         [tool.heatcheck]
         {line}
     """)
-    pytester.makeconftest('pytest_plugins = ["heatcheck.plugin"]')
+    pass  # the plugin loads through its pytest11 entry point
     result = pytester.runpytest("-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert f"heatcheck: [tool.heatcheck] {message}" in result.stderr.str()
@@ -191,7 +191,7 @@ def test_bad_options_are_refused_at_configure_time(pytester, args: list[str], me
         [tool.heatcheck.thresholds]
         pointing_game = 0.35
     """)
-    pytester.makeconftest('pytest_plugins = ["heatcheck.plugin"]')
+    pass  # the plugin loads through its pytest11 entry point
     result = pytester.runpytest(*args, "-p", "no:cacheprovider")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     errors = [line for line in result.stderr.lines if line.strip()]
