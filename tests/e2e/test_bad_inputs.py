@@ -158,7 +158,7 @@ import pytest
 @pytest.hookimpl(hookwrapper=True)
 def pytest_fixture_setup(fixturedef, request):
     yield
-    if fixturedef.argname == "predictions":
+    if fixturedef.argname == "heatcheck_predictions":
         os.remove(os.environ["DELETE_ME"])
 """
 
