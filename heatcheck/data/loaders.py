@@ -18,6 +18,7 @@ import re
 import sys
 import threading
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -402,9 +403,34 @@ def _displayed(image: Image.Image, orientation: int) -> Image.Image:
     return ImageOps.exif_transpose(image)
 
 
+# A large image is read by every pass over the set (the check, predictions, maps, deletion,
+# the gallery): its resized pixels are kept, keyed by the file's size and modification time, so
+# it is decoded and resized once per run. Only images with many times the input's pixels are
+# kept (small ones decode in milliseconds), at most _KEPT_BYTES of them, least recently used out.
+_LARGE = 16  # decoded pixels per input pixel from which an image is kept
+_KEPT_BYTES = 256 * 2**20
+_kept: OrderedDict[tuple[object, ...], tuple[np.ndarray, tuple[int, int]]] = OrderedDict()
+
+
 def _read_image(path: Path, context: _Context) -> tuple[np.ndarray, tuple[int, int]]:
     """The image as RGB uint8 pixels at the input size, and its displayed size (height, width)."""
-    return _decode(path, "image", lambda image: _input_pixels(image, context.input_size), context.max_pixels)
+    try:
+        stat = path.stat()
+    except OSError:  # missing or unreadable: _decode says so in the row's one line
+        return _decode(path, "image", lambda image: _input_pixels(image, context.input_size),
+                       context.max_pixels)
+    key = (str(path), stat.st_size, stat.st_mtime_ns, context.input_size, context.max_pixels)
+    if key in _kept:
+        _kept.move_to_end(key)
+        pixels, shape = _kept[key]
+        return pixels.copy(), shape
+    pixels, shape = _decode(path, "image", lambda image: _input_pixels(image, context.input_size),
+                            context.max_pixels)
+    if shape[0] * shape[1] >= _LARGE * pixels.shape[0] * pixels.shape[1]:
+        _kept[key] = (pixels.copy(), shape)
+        while sum(p.nbytes for p, _ in _kept.values()) > _KEPT_BYTES:
+            _kept.popitem(last=False)
+    return pixels, shape
 
 
 def _input_pixels(image: Image.Image, size: tuple[int, int]) -> tuple[np.ndarray, tuple[int, int]]:

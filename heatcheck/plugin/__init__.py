@@ -223,14 +223,40 @@ def pytest_configure(config: pytest.Config) -> None:
                                           fail_on_caveats=settings.fail_on_caveats,
                                           model={"spec": settings.model}, images={"spec": settings.images})
     config.stash[START_KEY] = time.perf_counter()
+    if _audit_run(config) and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate_as_interrupt)  # ends the run like Ctrl-C, from the start
     config.stash[AUDIT_ITEMS_KEY] = []
     config.stash[AUDIT_INFO_KEY] = {}
     config.pluginmanager.register(AuditSession(config), "heatcheck-session")
+    if _audit_run(config) and not hasattr(config, "workerinput"):
+        set_aside_previous_report(settings.report_dir)
     from heatcheck.plugin.baseline import configure_baseline  # it imports this module's keys
 
     configure_baseline(config)
     # Past one process (--hc-shard, pytest-xdist): heatcheck.plugin.shards
     shards.configure(config, settings, config.getoption("hc_shard"))
+
+
+PREVIOUS = ("results.json", "index.html", "maps.npz")  # the files a run writes in its report folder
+
+
+def _audit_run(config: pytest.Config) -> bool:
+    """Whether this session was asked to audit (known before collection): it names the audits
+    (``audits/…``, ``heatcheck.suite``) or sets a heatcheck option on the command line."""
+    args = [str(a) for a in config.invocation_params.args]
+    return any(a.startswith("--hc-") or "heatcheck.suite" in a or "audits" in Path(a.split("::")[0]).parts
+               for a in args)
+
+
+def set_aside_previous_report(report_dir: Path) -> None:
+    """Rename the last run's report to ``*.previous.*`` as this run starts: a run stopped before
+    its first checkpoint (SIGTERM in the first seconds) must not leave another run's PASS in
+    place of its own report."""
+    for name in PREVIOUS:
+        path = report_dir / name
+        if path.is_file():
+            stem, _, suffix = name.rpartition(".")
+            os.replace(path, report_dir / f"{stem}.previous.{suffix}")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -367,7 +393,7 @@ class AuditSession:
         # the last run's galleries, write a first checkpoint now and more as tests finish.
         (self.settings.report_dir / "maps.npz").unlink(missing_ok=True)
         self._write(final=False)
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():  # audits found by other paths too
             signal.signal(signal.SIGTERM, _terminate_as_interrupt)
 
     def pytest_runtest_logfinish(self, nodeid: str) -> None:

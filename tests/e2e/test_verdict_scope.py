@@ -78,3 +78,29 @@ def test_a_missing_model_stops_the_run_once_with_one_line(pytester):
     html = (report_dir / "index.html").read_text()
     assert 'id="fatal"' in html
     assert html.count("model file not found") == 1
+
+
+KILL_WHILE_COLLECTING = """
+import os
+import signal
+
+
+def pytest_collectstart(collector):
+    os.kill(os.getpid(), signal.SIGTERM)  # the first seconds: before any checkpoint is written
+"""
+
+
+def test_a_run_stopped_in_its_first_seconds_leaves_no_other_runs_pass(pytester, monkeypatch):
+    report_dir = pytester.path / "reports"
+    report_dir.mkdir()
+    (report_dir / "results.json").write_text('{"verdict": "pass", "model": {"spec": "other"}}')
+    (report_dir / "index.html").write_text("<div class='verdict pass'>PASS</div>")
+    (pytester.path / "killer.py").write_text(KILL_WHILE_COLLECTING)
+    monkeypatch.setenv("PYTHONPATH", str(pytester.path))
+    pytester.runpytest_subprocess(
+        str(REPO / "audits"), f"--rootdir={REPO}", "-c", str(REPO / "pyproject.toml"), "-p", "killer",
+        "-p", "no:cacheprovider", "--hc-report-dir", str(report_dir), "--hc-no-cache")
+    page = report_dir / "index.html"
+    assert not page.exists() or "PASS</div>" not in page.read_text()
+    assert (report_dir / "index.previous.html").read_text() == "<div class='verdict pass'>PASS</div>"
+    assert (report_dir / "results.previous.json").exists()

@@ -795,6 +795,30 @@ def test_large_image_is_decoded_and_resized_without_full_size_copies(tmp_path: P
     assert not images.masks[:, 49:, 33:].any()
 
 
+def test_a_large_image_is_decoded_once_per_run_and_again_when_it_changes(tmp_path: Path, monkeypatch) -> None:
+    """Every pass over the set reads a large image (check, predictions, maps, deletion, gallery):
+    its resized pixels are kept, so it is decoded once; a small one is simply decoded again."""
+    from heatcheck.data import loaders
+
+    Image.new("RGB", (1200, 1200), (200, 100, 50)).save(tmp_path / "big.png")
+    save(tmp_path / "small.png", photo(64, 64))
+    rows = [{"image": "big.png", "label": "0", "box": "100,100,900,900"},
+            {"image": "small.png", "label": "0", "box": "1,1,40,40"}]
+    manifest = write_manifest(tmp_path, rows)
+    decoded: list[str] = []
+    real = loaders._decode
+    monkeypatch.setattr(loaders, "_decode", lambda path, *a: decoded.append(path.name) or real(path, *a))
+    loaders._kept.clear()
+    images = load_labelled_images(str(manifest), input_size=(64, 64), strict=True)
+    for _ in range(3):
+        images.take()
+    assert decoded.count("big.png") == 1
+    assert decoded.count("small.png") == 4
+    Image.new("RGB", (1200, 1200), (10, 20, 30)).save(tmp_path / "big.png")
+    with pytest.raises(ImageError, match="changed after it was checked"):  # a stamp check, not a stale copy
+        images.take()
+
+
 def test_image_over_the_pixel_limit_is_a_bad_row_naming_the_limit(tmp_path: Path) -> None:
     save(tmp_path / "a.png", photo(40, 40))
     manifest = write_manifest(tmp_path, [{"image": "a.png", "label": "0", "box": "1,1,5,5"}])
