@@ -115,7 +115,7 @@ def _write_to_stderr(line: str) -> None:
     print(line, file=sys.stderr)
 
 
-def _one_line(text: str) -> str:
+def _escape_controls(text: str) -> str:
     """``text`` with control characters escaped, so that a cell holding a newline stays on one line."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
@@ -130,8 +130,8 @@ def _check_rows(spec: str, rows: list[_Row], context: _Context, strict: bool,
         try:
             checked = _check_row(row, context, used_by)
         except _RowProblem as problem:
-            reason = _one_line(str(problem))
-            line = _one_line(f"{row.where}: ") + reason
+            reason = _escape_controls(str(problem))
+            line = _escape_controls(f"{row.where}: ") + reason
             if strict:
                 raise ImageError(line) from None
             log(line)
@@ -140,7 +140,7 @@ def _check_rows(spec: str, rows: list[_Row], context: _Context, strict: bool,
         kept.append(checked)
         used_by[row.image_id] = row.source
     if not kept:
-        raise ImageError(_one_line(f"{spec}: no usable images ({len(rejected)} rejected)"))
+        raise ImageError(_escape_controls(f"{spec}: no usable images ({len(rejected)} rejected)"))
 
     def read(positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         pairs = [_reread(kept[i], context) for i in positions]
@@ -194,7 +194,7 @@ def _reread(checked: _Checked, context: _Context) -> tuple[np.ndarray, np.ndarra
         return _read_row(row, checked.label, context)
     except _RowProblem as problem:
         changed = f"{row.where}: {problem} (the file changed after it was checked)"
-        raise ImageError(_one_line(changed)) from None
+        raise ImageError(_escape_controls(changed)) from None
 
 
 def _read_row(row: _Row, label: int, context: _Context) -> tuple[np.ndarray, np.ndarray]:
@@ -228,7 +228,7 @@ def _manifest_rows(spec: str, path: Path) -> list[_Row]:
     if missing:
         present = ", ".join(repr(name) for name in header)
         message = f"{spec}: missing column {', '.join(missing)}; columns present: {present}"
-        raise ImageError(_one_line(message))
+        raise ImageError(_escape_controls(message))
     rows = [_manifest_row(spec, number, header, record, path.parent)
             for number, record in _numbered(records[1:])]
     if not rows:
@@ -242,7 +242,7 @@ def _read_csv(spec: str, path: Path) -> list[list[str]]:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             return list(csv.reader(handle))
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise ImageError(_one_line(f"{spec}: unreadable CSV: {err}")) from None
+        raise ImageError(_escape_controls(f"{spec}: unreadable CSV: {err}")) from None
 
 
 def _numbered(records: list[list[str]]) -> Iterator[tuple[int, list[str]]]:
@@ -279,7 +279,7 @@ def _folder_rows(spec: str, root: Path, class_names: tuple[str, ...]) -> tuple[l
         rows = [_folder_row(root, name, file)
                 for name in classes for file in _image_files(root / "images" / name)]
     except OSError as err:
-        raise ImageError(_one_line(f"{spec}: cannot list the folder: {err}")) from None
+        raise ImageError(_escape_controls(f"{spec}: cannot list the folder: {err}")) from None
     if not class_names and not all(_INTEGER.fullmatch(name) for name in classes):
         # Folder names that are not all indices are class names in sorted order, as Keras numbers them.
         class_names = tuple(displayed(name) for name in classes)

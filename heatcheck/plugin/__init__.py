@@ -230,7 +230,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(AuditSession(config), "heatcheck-session")
     if _audit_run(config) and not hasattr(config, "workerinput"):
         set_aside_previous_report(settings.report_dir)
-    from heatcheck.plugin.baseline import configure_baseline  # it imports this module's keys
+    from heatcheck.plugin.baseline_gate import configure_baseline  # it imports this module's keys
 
     configure_baseline(config)
     # Past one process (--hc-shard, pytest-xdist): heatcheck.plugin.shards

@@ -23,8 +23,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
-from heatcheck.report import baseline as baseline_section
-from heatcheck.report import coverage, figures
+from heatcheck.report import baseline_section, coverage, figures
 from heatcheck.report.summaries import family_summaries
 
 TEMPLATE = "report.html.j2"
