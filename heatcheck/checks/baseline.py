@@ -32,6 +32,8 @@ import numpy as np
 
 from heatcheck.checks.decision import Interval, Outcome, bootstrap_interval
 from heatcheck.errors import HeatcheckError
+from heatcheck.report.reading import mapping as _mapping
+from heatcheck.report.reading import number as _number
 from heatcheck.report.results import SCHEMA, Check
 from heatcheck.settings import Settings, Thresholds
 
@@ -365,14 +367,8 @@ def as_check(key: CheckKey, regression: Regression, *, test_id: str, tolerance_s
 
 
 # --------------------------------------------------------------------------- small helpers
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _text(value: Any) -> str:

@@ -24,6 +24,9 @@ import jinja2
 import numpy as np
 
 from heatcheck.report import baseline_section, coverage, figures
+from heatcheck.report.reading import mapping as _mapping
+from heatcheck.report.reading import number as _number
+from heatcheck.report.reading import sequence as _sequence
 from heatcheck.report.summaries import family_summaries
 
 TEMPLATE = "report.html.j2"
@@ -63,21 +66,10 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    # A section may be absent or null in results from an older run: treat it as empty.
-    return value if isinstance(value, Mapping) else {}
 
 
-def _sequence(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list | tuple) else []
 
 
-def _number(value: Any) -> float | None:
-    """A finite float, or None for anything else (None, NaN, strings, booleans)."""
-    if isinstance(value, bool) or not isinstance(value, int | float | np.number):
-        return None
-    number = float(value)
-    return number if math.isfinite(number) else None
 
 
 def _mean(values: Iterable[Any]) -> float | None:

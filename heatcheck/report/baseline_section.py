@@ -6,23 +6,19 @@ Reads results.json-shaped data only (like heatcheck.report), so a page can be re
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from heatcheck.report.reading import mapping as _mapping
+from heatcheck.report.reading import number as _number
 
 AUDIT = "regression"  # heatcheck.checks.baseline.AUDIT; not imported, so that the report needs no numpy stack
 ORDER = {"failed": 0, "inconclusive": 1, "passed": 2, "skipped": 3}
 WORST_SHOWN = 5
 
 
-def _mapping(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _fmt(value: Any) -> str:
