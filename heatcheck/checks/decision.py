@@ -27,7 +27,9 @@ import numpy.typing as npt
 from heatcheck.metrics.base import Direction
 
 Outcome = Literal["passed", "failed", "inconclusive"]
-RESAMPLES = 2000  # bootstrap resamples: the 2.5 % quantile moves by < 0.005 between seeds at N = 64
+# Bootstrap resamples: at N = 64 (normal scores, sd 0.3) the 2.5 % quantile's spread over 20
+# bootstrap seeds was 0.008 (sd 0.002), a tenth of the smallest margin.
+RESAMPLES = 2000
 LEVEL = 0.95
 _CHUNK_CELLS = 4_000_000  # resample rows × images drawn at once: bounds memory on very large sets
 

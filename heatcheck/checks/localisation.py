@@ -117,16 +117,16 @@ def score_localisation(maps: MapSet, images: ImageSet, methods: tuple[str, ...],
         }
         partners = None if paired_with is None or not methods else paired_with[rows]
         partner_masks = None if partners is None else _partner_masks(maps, whole, partners, offset)
+        block_maps = {m: np.asarray(maps[m][rows]) for m in methods}  # read once for every metric
         for metric, score in scorers.items():
             run.chance[metric][rows] = (pointing_chance(masks, tolerance) if metric == "pointing_game"
                                         else mask_fraction(masks))
             for name, cmaps in control_maps.items():
                 run.control_raw[metric][name][rows] = score(cmaps, masks)
             for m in methods:
-                block_maps = np.asarray(maps[m][rows])
-                run.raw[metric][m][rows] = score(block_maps, masks)
+                run.raw[metric][m][rows] = score(block_maps[m], masks)
                 if partners is not None and partner_masks is not None:
-                    _place_shuffled(run, metric, m, score(block_maps, partner_masks), partners - offset,
+                    _place_shuffled(run, metric, m, score(block_maps[m], partner_masks), partners - offset,
                                     slot[rows])
     return run
 

@@ -6,6 +6,8 @@ chance is high and raw gates lie), whose numbers were not looked at when the mar
 """
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,9 +21,6 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def localisation(tmp_path_factory):
     """results.json of `pytest audits/test_localisation.py` with these options, each run once."""
-    import subprocess
-    import sys
-
     runs: dict[tuple[str, ...], dict] = {}
 
     def run(*args: str) -> dict:
