@@ -13,11 +13,8 @@ from types import MappingProxyType
 from typing import Any
 
 from heatcheck.errors import HeatcheckError
+from heatcheck.explain.methods import CONTROLS, METHODS
 
-# The methods users type, in the order reports show them.
-METHODS = ("saliency", "smoothgrad", "gradcam", "gradcampp")
-# Controls exist to show what failing looks like: they ignore the model (edges) or everything.
-CONTROLS = ("edges", "noise")
 ENGINES = ("compiled", "tf-keras-vis")
 FAITHFULNESS_BASELINES = ("blur", "zeros", "mean")  # heatcheck.checks.faithfulness.BASELINES
 # Pillow's own decompression-bomb limit (Image.MAX_IMAGE_PIXELS): 89,478,485 pixels, about

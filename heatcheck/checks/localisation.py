@@ -29,7 +29,7 @@ from heatcheck.metrics.pointing import (
 )
 
 METRICS = ("pointing_game", "energy_pointing_game", "relevance_rank_accuracy")
-CONTROLS = ("random", "centre", "edges", "shuffled")
+NEGATIVE_CONTROLS = ("random", "centre", "edges", "shuffled")
 
 
 @dataclass
@@ -91,7 +91,7 @@ def score_localisation(maps: MapSet, images: ImageSet, methods: tuple[str, ...],
     for metric in METRICS:
         run.chance[metric] = np.empty(n)
         run.raw[metric] = {m: np.empty(n) for m in methods}
-        run.control_raw[metric] = {c: np.empty(n) for c in CONTROLS if c != "shuffled"}
+        run.control_raw[metric] = {c: np.empty(n) for c in NEGATIVE_CONTROLS if c != "shuffled"}
         run.shuffled_raw[metric] = {m: np.full(n, np.nan) for m in methods}
     # Image i is scored with image source[i]'s map; the block holding that map scores it, so
     # each block needs, for its own images j, who is paired with them: paired_with[j].
@@ -161,7 +161,7 @@ def fraction_summary(fractions: np.ndarray) -> dict[str, object]:
     q = np.quantile(fractions, [0.0, 0.25, 0.5, 0.75, 1.0])
     return {"min": float(q[0]), "q25": float(q[1]), "median": float(q[2]), "q75": float(q[3]),
             "max": float(q[4]), "mean": float(fractions.mean()),
-            "histogram": {"edges": edges.round(2).tolist(), "counts": counts.tolist()}}
+            "histogram": {"bin_edges": edges.round(2).tolist(), "counts": counts.tolist()}}
 
 
 def strong_control_remedy(fractions: np.ndarray) -> str:

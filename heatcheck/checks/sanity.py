@@ -7,7 +7,8 @@ trained on random labels) explains the image, not the model (Adebayo et al. 2018
 Maps are compared unnormalised by the engine and then through the one documented
 normalisation of ``heatcheck.metrics.similarity`` (each map divided by its max |value|),
 the same for every method. Our four methods' maps are unsigned (absolute gradients, ReLU'd
-CAMs), so the signed Spearman measure is only computed for methods in ``SIGNED_METHODS``.
+CAMs), so the signed Spearman measure is only computed for methods that the registry
+(heatcheck.explain.methods) marks ``signed``.
 
 A raw similarity means nothing across methods and image sets: sparse, centred or textured
 maps resemble any other map of their kind (HOG Pearson of two unrelated heavy-tailed maps is
@@ -31,6 +32,7 @@ import numpy as np
 from heatcheck.checks.decision import Decision, bootstrap_interval, decide
 from heatcheck.checks.randomisation import ModelRandomiser, apply, working_copy
 from heatcheck.data import LabelledImages
+from heatcheck.explain import methods as registry
 from heatcheck.explain.provider import MapProvider, build_engine
 from heatcheck.metrics.base import finite_mean
 from heatcheck.metrics.similarity import (
@@ -45,14 +47,14 @@ from heatcheck.metrics.similarity import (
 MEASURES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     "spearman_abs": spearman_abs, "ssim": ssim, "hog_pearson": hog_pearson,
 }
-SIGNED_METHODS: frozenset[str] = frozenset()  # none of saliency/smoothgrad/gradcam(++) is signed
 # The gate's control: an explainer that ignores the model keeps its maps, normalised similarity 1.
 UNCHANGED = "unchanged maps"
 UNRELATED = "maps of other images"
 
 
 def measures_for(method: str) -> dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]]:
-    if method in SIGNED_METHODS:
+    entry = registry.REGISTRY.get(method)
+    if entry is not None and entry.signed:
         return {**MEASURES, "spearman_signed": spearman_signed}
     return MEASURES
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from heatcheck.explain import methods as registry
 from heatcheck.explain.postprocess import (
     gradcam_from,
     gradcampp_from,
@@ -21,9 +22,6 @@ from heatcheck.explain.postprocess import (
     saliency_from_gradients,
     upsample,
 )
-
-GRADIENT_METHODS = ("saliency", "gradcam", "gradcampp")
-
 
 SMOOTH_CHUNK_BYTES = 256 * 2**20  # noisy copies held at once: SmoothGrad runs image chunks this big
 
@@ -126,14 +124,16 @@ class CompiledEngine:
         x = np.asarray(x, np.float32)
         labels = np.asarray(labels, np.int32)
         maps: dict[str, np.ndarray] = {}
-        shared = [m for m in methods if m in GRADIENT_METHODS]
+        shared = [m for m in methods if registry.get(m).shares_gradient_pass]
         if shared:
-            cams = any(m != "saliency" for m in shared)
-            grads, acts, act_grads = self._run(x, labels, input_grads="saliency" in shared, use_conv=cams)
+            cams = any(registry.get(m).needs_conv_layer for m in shared)
+            input_grads = any(not registry.get(m).needs_conv_layer for m in shared)
+            grads, acts, act_grads = self._run(x, labels, input_grads=input_grads, use_conv=cams)
             for m in shared:
                 maps[m] = self._finish(m, grads, acts, act_grads, x.shape[1:3])
-        if "smoothgrad" in methods:
-            maps["smoothgrad"] = self._smoothgrad(x, labels, smooth_samples, smooth_noise, seed)
+        for m in methods:
+            if registry.get(m).smoothed:
+                maps[m] = self._smoothgrad(x, labels, smooth_samples, smooth_noise, seed)
         if normalise:
             maps = {m: normalise_per_image(v) for m, v in maps.items()}
         return {m: maps[m].astype(np.float32) for m in methods}

@@ -14,12 +14,11 @@ import numpy as np
 
 import heatcheck
 from heatcheck.explain import controls
+from heatcheck.explain import methods as registry
 from heatcheck.explain.cache import MapCache
 from heatcheck.explain.postprocess import normalise_per_image
 from heatcheck.models import AuditModel, preprocess
-from heatcheck.settings import CONTROLS, Settings
-
-CAM_METHODS = ("gradcam", "gradcampp")
+from heatcheck.settings import Settings
 
 
 def build_engine(settings: Settings, logits_model: Any, conv_layer: str | None, device: str) -> Any:
@@ -50,7 +49,7 @@ class MapProvider:
 
     def unavailable(self, method: str) -> str | None:
         """Why ``method`` cannot run on this model, or None."""
-        if method in CAM_METHODS and self.audit_model.conv_layer is None:
+        if registry.get(method).needs_conv_layer and self.audit_model.conv_layer is None:
             reason = self.audit_model.extra.get("conv_layer_reason", "it has no spatial conv layer")
             return f"{method} cannot run on model '{self.audit_model.spec}': {reason}"
         return None
@@ -65,8 +64,8 @@ class MapProvider:
         """
         if engine is None:
             engine, model_key = self.engine, self.model_key
-        out = {m: self._control(m, pixels) for m in methods if m in CONTROLS}
-        model_methods = tuple(m for m in methods if m not in CONTROLS)
+        out = {m: self._control(m, pixels) for m in methods if _is_control(m)}
+        model_methods = tuple(m for m in methods if not _is_control(m))
         if model_methods:
             x = self._prepare(pixels)
             labels = np.asarray(labels)
@@ -104,7 +103,7 @@ class MapProvider:
 
     def _key(self, model_key: str, method: str, x: np.ndarray, label: int) -> str:
         params = (f"samples={self.settings.smooth_samples},noise={self.settings.smooth_noise},"
-                  f"seed={self.settings.seed}") if method == "smoothgrad" else ""
+                  f"seed={self.settings.seed}") if registry.get(method).smoothed else ""
         return MapCache.key(model_key, method, params, str(label), str(x.shape), str(x.dtype),
                             np.ascontiguousarray(x).tobytes())
 
@@ -115,10 +114,15 @@ class MapProvider:
 
     def passes_per_map(self, method: str) -> int:
         """Forward+backward passes one map of ``method`` costs an image when computed alone."""
-        if method in CONTROLS:
+        entry = registry.get(method)
+        if entry.is_control:
             return 0
-        return self.settings.smooth_samples if method == "smoothgrad" else 1
+        return self.settings.smooth_samples if entry.smoothed else 1
 
     @property
     def passes(self) -> int:
         return int(self.engine.passes) + self.extra_passes
+
+
+def _is_control(method: str) -> bool:
+    return registry.get(method).is_control

@@ -26,6 +26,7 @@ from heatcheck.plugin.gate import INCONCLUSIVE_PROPERTY
 from heatcheck.report.coverage import family_of, scope
 from heatcheck.report.results import Check, ResultStore
 from heatcheck.settings import (
+    CONTROLS,
     ENGINES,
     METHODS,
     PROFILES,
@@ -59,7 +60,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add("--hc-images", dest="hc_images", default=None,
         help="labelled images: bench or bench:N (built-in)")
     add("--hc-methods", dest="hc_methods", default=None,
-        help=f"comma-separated methods: {','.join(METHODS)}, controls edges,noise")
+        help=f"comma-separated methods: {','.join(METHODS)}, controls {','.join(CONTROLS)}")
     add("--hc-layer", dest="hc_layer", default=None, help="conv layer for Grad-CAM(++) (default: last conv)")
     add("--hc-profile", dest="hc_profile", default=None, choices=sorted(PROFILES),
         help="budget profile: smoke, ci (default), full")

@@ -23,6 +23,7 @@ from typing import Any
 import jinja2
 import numpy as np
 
+from heatcheck.explain import methods as registry
 from heatcheck.report import baseline_section, coverage, figures
 from heatcheck.report.reading import mapping as _mapping
 from heatcheck.report.reading import number as _number
@@ -31,7 +32,6 @@ from heatcheck.report.summaries import family_summaries
 
 TEMPLATE = "report.html.j2"
 # The order in which methods appear in the gallery (controls last: they show what failing is).
-METHOD_ORDER = ("saliency", "smoothgrad", "gradcam", "gradcampp", "edges", "noise")
 VERDICT_CSS = {"pass": "pass", "fail": "fail", "incomplete": "incomplete"}
 UNKNOWN = "unknown"
 WORST_SHOWN = 5
@@ -168,7 +168,7 @@ def _image_set(images: Mapping[str, Any]) -> dict[str, Any]:
             ("rejected", str(len(rejected)))]
     fractions = _mapping(images.get("mask_fraction"))
     histogram = _mapping(fractions.get("histogram"))
-    edges, counts = _sequence(histogram.get("edges")), _sequence(histogram.get("counts"))
+    edges, counts = _sequence(histogram.get("bin_edges")), _sequence(histogram.get("counts"))
     bins = [(f"{fmt(lo)}–{fmt(hi)}", fmt(n)) for lo, hi, n in zip(edges, edges[1:], counts, strict=False)]
     if fractions:
         spread = f"min {fmt(fractions.get('min'))}, max {fmt(fractions.get('max'))}"
@@ -296,10 +296,8 @@ def ids_of(arrays: Mapping[str, np.ndarray]) -> list[str]:
 
 
 def method_keys(arrays: Mapping[str, np.ndarray], prefix: str) -> list[str]:
-    """Methods with a ``prefix/<method>`` array, in METHOD_ORDER, then any others by name."""
-    methods = [key[len(prefix) + 1:] for key in arrays if key.startswith(prefix + "/")]
-    rank = {method: place for place, method in enumerate(METHOD_ORDER)}
-    return sorted(methods, key=lambda m: (rank.get(m, len(rank)), m))
+    """Methods with a ``prefix/<method>`` array, in registry order, then any others by name."""
+    return registry.in_order(key[len(prefix) + 1:] for key in arrays if key.startswith(prefix + "/"))
 
 
 def validate_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray] | None, list[str]]:
@@ -522,9 +520,7 @@ def stability(checks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     for check in checks:
         if check.get("audit") == "stability" and check_status(check) != "skipped":
             by_method.setdefault(fmt(check.get("method", UNKNOWN)), []).append(check)
-    rank = {method: place for place, method in enumerate(METHOD_ORDER)}
-    return [_stability_card(method, by_method[method])
-            for method in sorted(by_method, key=lambda m: (rank.get(m, len(rank)), m))]
+    return [_stability_card(method, by_method[method]) for method in registry.in_order(by_method)]
 
 
 def _stability_card(method: str, checks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -643,9 +639,11 @@ def comparison(results: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str
 # --------------------------------------------------------------------------- page
 def _environment_of_template() -> jinja2.Environment:
     # autoescape on for everything: every string in the page may come from the user.
-    return jinja2.Environment(
+    environment = jinja2.Environment(
         loader=jinja2.PackageLoader("heatcheck.report", "templates"),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    environment.filters["method_label"] = lambda name: registry.label(str(name))
+    return environment
 
 
 def _items(images: Mapping[str, Any]) -> list[Mapping[str, Any]]:
