@@ -32,9 +32,10 @@ import numpy as np
 
 from heatcheck.checks.decision import Interval, Outcome, bootstrap_interval
 from heatcheck.errors import HeatcheckError
-from heatcheck.report.reading import mapping as _mapping
-from heatcheck.report.reading import number as _number
-from heatcheck.report.results import SCHEMA, Check
+from heatcheck.report import schema
+from heatcheck.report.results import Check
+from heatcheck.report.schema import SCHEMA, CheckRecord, Results
+from heatcheck.report.schema import mapping as _mapping
 from heatcheck.settings import Settings, Thresholds
 
 AUDIT = "regression"  # the audit name of the regression checks in results.json
@@ -53,21 +54,20 @@ class Baseline:
     be checked (an older heatcheck's file without settings or content hashes)."""
 
     path: Path
-    results: Mapping[str, Any]
+    results: Results
     notes: tuple[str, ...] = ()
 
     @property
-    def checks(self) -> list[Mapping[str, Any]]:
+    def checks(self) -> list[CheckRecord]:
         """The checks that ran in the baseline (not its own regression checks)."""
-        checks = [c for c in self.results.get("checks", []) if isinstance(c, Mapping)]
-        return [c for c in checks if c.get("audit") != AUDIT and c.get("status") != "skipped"
-                and _number(c.get("value")) is not None]
+        return [c for c in self.results["checks"] if c["audit"] != AUDIT and c["status"] != "skipped"
+                and c["value"] is not None]
 
     def describe(self) -> dict[str, Any]:
         """What results.json records about the baseline it was compared with."""
-        model, env = _mapping(self.results.get("model")), _mapping(self.results.get("environment"))
+        model, env = self.results["model"], self.results["environment"]
         return {"path": str(self.path), "model": model.get("spec"), "model_sha256": model.get("sha256"),
-                "verdict": self.results.get("verdict"), "started_utc": env.get("started_utc"),
+                "verdict": self.results["verdict"], "started_utc": env.get("started_utc"),
                 "heatcheck": env.get("heatcheck"), "git_commit": env.get("git_commit"),
                 "notes": list(self.notes)}
 
@@ -80,24 +80,24 @@ def load_baseline(path: str | Path) -> Baseline:
         missing = "no results.json in this folder" if given.is_dir() else "file not found"
         raise BaselineError(f"--hc-baseline {given}: {missing}")
     try:
-        results = json.loads(file.read_text(encoding="utf-8"))
+        raw = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:  # unreadable, not UTF-8, not JSON
         raise BaselineError(f"--hc-baseline {file}: cannot read it as results.json "
                             f"({type(exc).__name__}: {exc})") from None
-    if not isinstance(results, dict):
-        raise BaselineError(f"--hc-baseline {file}: not a results.json (a JSON {type(results).__name__})")
-    if results.get("schema") != SCHEMA:
-        raise BaselineError(f"--hc-baseline {file}: schema {results.get('schema')!r}, this heatcheck "
+    if not isinstance(raw, dict):
+        raise BaselineError(f"--hc-baseline {file}: not a results.json (a JSON {type(raw).__name__})")
+    if raw.get("schema") != SCHEMA:
+        raise BaselineError(f"--hc-baseline {file}: schema {raw.get('schema')!r}, this heatcheck "
                             f"reads {SCHEMA!r}")
-    if results.get("fatal"):
+    if not isinstance(raw.get("checks"), list):
+        raise BaselineError(f"--hc-baseline {file}: has no checks")
+    results = schema.read_results(raw)
+    if results["fatal"]:
         raise BaselineError(f"--hc-baseline {file}: that run stopped ({results['fatal']}); "
                             f"accept a complete run")
-    not_run = results.get("not_run") or []
-    if results.get("status") == "incomplete" or results.get("verdict") == "incomplete" or not_run:
-        raise BaselineError(f"--hc-baseline {file}: that run is incomplete ({len(not_run)} test(s) did not "
-                            f"run); accept a complete run")
-    if not isinstance(results.get("checks"), list):
-        raise BaselineError(f"--hc-baseline {file}: has no checks")
+    if results["status"] == "incomplete" or results["not_run"]:
+        raise BaselineError(f"--hc-baseline {file}: that run is incomplete "
+                            f"({len(results['not_run'])} test(s) did not run); accept a complete run")
     return Baseline(file, results)
 
 
@@ -194,10 +194,10 @@ def _differs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 
 # --------------------------------------------------------------------------- tolerances
-def tolerance_key(check: Mapping[str, Any]) -> str:
+def tolerance_key(check: CheckRecord) -> str:
     """The tolerance table's name for a check's metric: label consistency's metric is named
     after k (top_1_agreement), its threshold and tolerance are ``label_agreement``."""
-    return "label_agreement" if check.get("audit") == "labels" else str(check.get("metric"))
+    return "label_agreement" if check["audit"] == "labels" else check["metric"]
 
 
 def tolerance_table_problems(thresholds: Thresholds, tolerances: Thresholds) -> list[str]:
@@ -229,9 +229,8 @@ def unknown_metrics(baseline: Baseline, thresholds: Thresholds) -> list[str]:
 CheckKey = tuple[str, str, str | None]
 
 
-def check_key(check: Mapping[str, Any]) -> CheckKey:
-    method = check.get("method")
-    return str(check.get("audit")), str(check.get("metric")), None if method is None else str(method)
+def check_key(check: CheckRecord) -> CheckKey:
+    return check["audit"], check["metric"], check["method"]
 
 
 @dataclass(frozen=True)
@@ -266,22 +265,22 @@ class Regression:
         return [(k, *self.pairs[k]) for k in ids if changes[k] < 0]
 
 
-def per_image_values(check: Mapping[str, Any]) -> dict[str, float]:
+def per_image_values(check: CheckRecord) -> dict[str, float]:
     """A check's finite per-image values, in the units of its value."""
-    return {str(k): float(v) for k, v in _mapping(check.get("per_image")).items() if _number(v) is not None}
+    return {k: v for k, v in check["per_image"].items() if v is not None}
 
 
-def compare_check(base: Mapping[str, Any], new: Mapping[str, Any] | None, *, tolerance: float,
+def compare_check(base: CheckRecord, new: CheckRecord | None, *, tolerance: float,
                   seed: int, min_images: int) -> Regression:
     """Compare one baseline check with the new run's same check (None: not recorded)."""
-    direction = "lower" if base.get("direction") == "lower" else "higher"
+    direction = "lower" if base["direction"] == "lower" else "higher"
     sign = 1.0 if direction == "higher" else -1.0
-    b_value = _number(base.get("value"))
-    n_value = _number(new.get("value")) if new else None
+    b_value = base["value"]
+    n_value = new["value"] if new else None
     made = functools.partial(Regression, baseline_value=b_value, new_value=n_value, tolerance=tolerance,
                              direction=direction, status_change=status_change(base, new))
-    if new is None or new.get("status") == "skipped" or n_value is None:
-        why = (new or {}).get("reason") or "no value recorded"
+    if new is None or new["status"] == "skipped" or n_value is None:
+        why = (new["reason"] if new else None) or "no value recorded"
         return made("failed", change=math.nan, interval=None,
                     reason=f"ran in the baseline ({_text(b_value)}), not in this run: {why}")
     b_images, n_images = per_image_values(base), per_image_values(new)
@@ -305,9 +304,9 @@ def compare_check(base: Mapping[str, Any], new: Mapping[str, Any] | None, *, tol
                        f"tolerance -{tolerance:g} with {len(pairs)} images: audit more images")
 
 
-def status_change(base: Mapping[str, Any], new: Mapping[str, Any] | None) -> str | None:
+def status_change(base: CheckRecord, new: CheckRecord | None) -> str | None:
     """"newly failing (was passed)" and the like, or None when the outcome did not get worse."""
-    before, after = base.get("status"), (new or {}).get("status", "not recorded")
+    before, after = base["status"], new["status"] if new else "not recorded"
     if after == before:
         return None
     if after == "failed":

@@ -35,6 +35,7 @@ from heatcheck.checks.baseline import (
 from heatcheck.plugin import AUDIT_INFO_KEY, AUDIT_ITEMS_KEY, SETTINGS_KEY, STORE_KEY
 from heatcheck.plugin.gate import INCONCLUSIVE_PROPERTY
 from heatcheck.report.results import Check
+from heatcheck.report.schema import CheckRecord
 
 BASELINE_KEY = pytest.StashKey[Baseline]()
 
@@ -97,7 +98,7 @@ class RegressionFound(AssertionError):
 class RegressionItem(pytest.Item):
     """One baseline check compared with the same check of this run, after every audit ran."""
 
-    def __init__(self, *, baseline_check: Mapping[str, Any], **kwargs: Any) -> None:
+    def __init__(self, *, baseline_check: CheckRecord, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.baseline_check = baseline_check
         self.key: CheckKey = check_key(baseline_check)

@@ -24,10 +24,11 @@ import jinja2
 import numpy as np
 
 from heatcheck.explain import methods as registry
-from heatcheck.report import baseline_section, coverage, figures
-from heatcheck.report.reading import mapping as _mapping
-from heatcheck.report.reading import number as _number
-from heatcheck.report.reading import sequence as _sequence
+from heatcheck.report import baseline_section, coverage, figures, schema
+from heatcheck.report.schema import CheckRecord, Results
+from heatcheck.report.schema import mapping as _mapping
+from heatcheck.report.schema import number as _number
+from heatcheck.report.schema import sequence as _sequence
 from heatcheck.report.summaries import family_summaries
 
 TEMPLATE = "report.html.j2"
@@ -66,12 +67,6 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-
-
-
-
-
-
 def _mean(values: Iterable[Any]) -> float | None:
     numbers = [n for n in (_number(v) for v in values) if n is not None]
     return sum(numbers) / len(numbers) if numbers else None
@@ -81,62 +76,16 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-STATUSES = ("passed", "failed", "inconclusive", "skipped")
-
-
-def check_status(check: Mapping[str, Any]) -> str:
-    """"passed", "failed", "inconclusive" or "skipped"; older results only carry ``passed``
-    (None = skipped).
-
-    Any other recorded status (an error) counts as failed: the page must not hide it.
-    """
-    status = check.get("status")
-    if status is None:
-        passed = check.get("passed")
-        return "passed" if passed is True else "failed" if passed is False else "skipped"
-    return status if status in ("passed", "inconclusive", "skipped") else "failed"
-
-
-def _checks(results: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [c for c in _sequence(results.get("checks")) if isinstance(c, Mapping)]
-
-
-# --------------------------------------------------------------------------- header sections
-def _counts(results: Mapping[str, Any]) -> dict[str, int]:
-    """passed/failed/inconclusive/skipped checks and errors: the recorded summary, else counted here."""
-    summary = _mapping(results.get("summary"))
-    statuses = [check_status(c) for c in _checks(results)]
-    counted = {key: statuses.count(key) for key in STATUSES}
-    counted["errors"] = len(_sequence(results.get("errors")))
-    return {key: summary[key] if isinstance(summary.get(key), int) and not isinstance(summary[key], bool)
-            else value for key, value in counted.items()}
-
-
-def errors(results: Mapping[str, Any]) -> list[dict[str, str]]:
+def errors(results: Results) -> list[dict[str, str]]:
     """Tests that errored (setup, a crash in the call, teardown), with the recorded message."""
-    rows = []
-    for entry in _sequence(results.get("errors")):
-        # Tolerate a bare node id string from a hand-written or older results file.
-        error = entry if isinstance(entry, Mapping) else {"test": entry}
-        rows.append({"test": fmt(error.get("test", UNKNOWN)), "when": fmt(error.get("when", UNKNOWN)),
-                     "message": fmt(error.get("message") or "no message recorded")})
-    return rows
+    return [{key: fmt(value) for key, value in error.items()} for error in results["errors"]]
 
 
 def verdict(results: Mapping[str, Any]) -> str:
-    """The recorded verdict, or one derived from the checks when an older run has none.
-
-    A recorded "pass" with tests that did not run is shown as "incomplete": a page must never
-    call a partial run a pass.
-    """
-    incomplete = results.get("status") == "incomplete" or bool(_sequence(results.get("not_run")))
-    recorded = results.get("verdict")
-    if isinstance(recorded, str) and recorded:
-        return "incomplete" if recorded.lower() == "pass" and incomplete else recorded.lower()
-    counts = _counts(results)
-    if counts["failed"] or counts["errors"]:
-        return "fail"
-    return "incomplete" if incomplete or not counts["passed"] else "pass"
+    """The verdict of results.json-shaped ``results`` as the page shows it (heatcheck.report.schema:
+    the recorded one, "incomplete" for a recorded pass with tests that did not run, or one
+    derived from the checks when an older run has none)."""
+    return schema.read_results(results)["verdict"]
 
 
 def _model_rows(model: Mapping[str, Any]) -> list[Row]:
@@ -192,32 +141,32 @@ def _environment(environment: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- checks
-def _calibration(check: Mapping[str, Any]) -> dict[str, Any]:
+def _calibration(check: CheckRecord) -> dict[str, Any]:
     """A calibrated check's comparison with its controls, as the page shows it (empty for others)."""
-    interval = _sequence(check.get("interval"))
+    interval = _sequence(check["interval"])
     if len(interval) != 2:
         return {"calibrated": False}
-    details = _mapping(check.get("details"))
-    controls = _mapping(check.get("controls"))
-    return {"calibrated": True, "effect": fmt(check.get("effect")),
-            "interval": f"[{fmt(interval[0])}, {fmt(interval[1])}]", "control": fmt(check.get("control")),
+    details = _mapping(check["details"])
+    controls = _mapping(check["controls"])
+    return {"calibrated": True, "effect": fmt(check["effect"]),
+            "interval": f"[{fmt(interval[0])}, {fmt(interval[1])}]", "control": fmt(check["control"]),
             "controls": [(fmt(name), fmt(value)) for name, value in controls.items()],
             "raw": fmt(details.get("raw")), "chance": fmt(details.get("chance")),
             "images_scored": fmt(details.get("images_scored")),
             "left_out": len(_mapping(details.get("left_out")))}
 
 
-def _check_row(check: Mapping[str, Any]) -> dict[str, Any]:
-    value, threshold = check.get("value"), check.get("threshold")
+def _check_row(check: CheckRecord) -> dict[str, Any]:
+    value, threshold = check["value"], check["threshold"]
     return {**_calibration(check),
-        "audit": fmt(check.get("audit", UNKNOWN)), "metric": fmt(check.get("metric", UNKNOWN)),
-        "method": fmt(check.get("method", UNKNOWN)),
+        "audit": fmt(check["audit"]), "metric": fmt(check["metric"]),
+        "method": fmt(check["method"]),
         "value": fmt(value), "value_key": _sort_key(value),
         "threshold": fmt(threshold), "threshold_key": _sort_key(threshold),
-        "direction": fmt(check.get("direction")), "status": check_status(check),
-        "reason": fmt(check.get("reason") or "no reason recorded"),
-        "threshold_source": fmt(check.get("threshold_source") or UNKNOWN),
-        "cli": check.get("threshold_source") == CLI_SOURCE,
+        "direction": fmt(check["direction"]), "status": check["status"],
+        "reason": fmt(check["reason"] or "no reason recorded"),
+        "threshold_source": fmt(check["threshold_source"] or UNKNOWN),
+        "cli": check["threshold_source"] == CLI_SOURCE,
     }
 
 
@@ -226,7 +175,7 @@ def _sort_key(value: Any) -> str:
     return "" if number is None else repr(number)
 
 
-def check_tables(checks: Sequence[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def check_tables(checks: Sequence[CheckRecord]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(checks that ran, failing first, then inconclusive, then passed; checks that were skipped)."""
     rows = [_check_row(c) for c in checks]
     ran = [r for status in ("failed", "inconclusive", "passed") for r in rows if r["status"] == status]
@@ -262,22 +211,22 @@ def _worst(per_image: Mapping[str, Any], direction: Any) -> list[Row]:
     return [(str(key), fmt(value)) for key, value in scored[:WORST_SHOWN]]
 
 
-def localisation(checks: Sequence[Mapping[str, Any]], classes_by_id: Mapping[str, str],
+def localisation(checks: Sequence[CheckRecord], classes_by_id: Mapping[str, str],
                  class_order: Sequence[str]) -> list[dict[str, Any]]:
     """Per metric, one row per method: value, per-class means of per_image and worst images."""
     tables: dict[str, dict[str, Any]] = {}
     for check in checks:
-        if check.get("audit") != "localisation" or check_status(check) == "skipped":
+        if check["audit"] != "localisation" or check["status"] == "skipped":
             continue
-        per_image = _mapping(check.get("per_image"))
+        per_image = _mapping(check["per_image"])
         by_class: dict[str, list[Any]] = {}
         for image_id, score in per_image.items():
             by_class.setdefault(classes_by_id.get(str(image_id), UNKNOWN), []).append(score)
-        table = tables.setdefault(fmt(check.get("metric", UNKNOWN)), {"rows": [], "classes": set()})
+        table = tables.setdefault(fmt(check["metric"]), {"rows": [], "classes": set()})
         table["classes"].update(by_class)
         table["rows"].append({"row": _check_row(check),
                               "by_class": {c: _mean(v) for c, v in by_class.items()},
-                              "worst": _worst(per_image, check.get("direction"))})
+                              "worst": _worst(per_image, check["direction"])})
     return [_localisation_table(metric, table, class_order) for metric, table in tables.items()]
 
 
@@ -329,11 +278,11 @@ def validate_arrays(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndar
 
 # --------------------------------------------------------------------------- gallery
 def gallery_order(ids: Sequence[str], items_by_id: Mapping[str, Mapping[str, Any]],
-                  checks: Sequence[Mapping[str, Any]]) -> list[int]:
+                  checks: Sequence[CheckRecord]) -> list[int]:
     """Indices of ``ids``, failing images first: wrong predictions, then, against a baseline,
     the images that got worst over the regressed checks; otherwise the lowest mean per-image
     score over failed localisation checks ("lower is better" metrics negated)."""
-    failed = [c for c in checks if c.get("audit") == "localisation" and check_status(c) == "failed"]
+    failed = [c for c in checks if c["audit"] == "localisation" and c["status"] == "failed"]
     changes = baseline_section.image_changes(checks)
 
     def badness(image_id: str) -> float:
@@ -341,9 +290,9 @@ def gallery_order(ids: Sequence[str], items_by_id: Mapping[str, Mapping[str, Any
             return changes[image_id][0] if image_id in changes else math.inf
         scores = []
         for check in failed:
-            score = _number(_mapping(check.get("per_image")).get(image_id))
+            score = _number(_mapping(check["per_image"]).get(image_id))
             if score is not None:
-                scores.append(-score if check.get("direction") == "lower" else score)
+                scores.append(-score if check["direction"] == "lower" else score)
         return sum(scores) / len(scores) if scores else math.inf
 
     def key(index: int) -> tuple[bool, float, int]:
@@ -363,7 +312,7 @@ def _caption(image_id: str, item: Mapping[str, Any]) -> str:
 
 
 def gallery(arrays: Mapping[str, np.ndarray], items_by_id: Mapping[str, Mapping[str, Any]],
-            checks: Sequence[Mapping[str, Any]], *, colormap: str, max_gallery: int) -> dict[str, Any]:
+            checks: Sequence[CheckRecord], *, colormap: str, max_gallery: int) -> dict[str, Any]:
     """One PNG row per image of the arrays (a run keeps MAX_GALLERY images, misclassified ones
     first), failing images first, at most ``max_gallery`` rows."""
     ids = ids_of(arrays)
@@ -388,7 +337,7 @@ def gallery(arrays: Mapping[str, np.ndarray], items_by_id: Mapping[str, Mapping[
 
 # --------------------------------------------------------------------------- sanity, stability
 def _details(check: Mapping[str, Any]) -> Mapping[str, Any]:
-    return _mapping(check.get("details"))
+    return _mapping(check["details"])
 
 
 def _numbers(values: Any) -> list[float] | None:
@@ -400,28 +349,28 @@ def _numbers(values: Any) -> list[float] | None:
     return [math.nan if n is None else n for n in numbers]
 
 
-def _label(check: Mapping[str, Any]) -> str:
-    return f"{check.get('method', UNKNOWN)} · {check.get('metric', UNKNOWN)}"
+def _label(check: CheckRecord) -> str:
+    return f"{check['method']} · {check['metric']}"
 
 
-def step_labels(checks: Sequence[Mapping[str, Any]], method: str, count: int) -> list[str]:
+def step_labels(checks: Sequence[CheckRecord], method: str, count: int) -> list[str]:
     """Titles of the ``count`` columns of a randomisation grid: "original", then the layers."""
     for check in checks:
-        steps = _sequence(_details(check).get("steps"))
-        if check.get("method") == method and len(steps) == count - 1:
+        steps = _sequence(check["details"].get("steps"))
+        if check["method"] == method and len(steps) == count - 1:
             return ["original", *map(str, steps)]
     return ["original", *(f"step {k}" for k in range(1, count))]
 
 
-def sanity(checks: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray] | None,
+def sanity(checks: Sequence[CheckRecord], arrays: Mapping[str, np.ndarray] | None,
            colormap: str) -> dict[str, Any]:
     """Cascading randomisation grids (the first SANITY_IMAGES of ``sanity_ids``) and the
     similarity curves, cascading solid and independent dashed."""
-    checks = [c for c in checks if c.get("audit") == "sanity"]
+    checks = [c for c in checks if c["audit"] == "sanity"]
     return {"grids": sanity_grids(checks, arrays, colormap), "curves": sanity_curves(checks)}
 
 
-def sanity_grids(checks: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.ndarray] | None,
+def sanity_grids(checks: Sequence[CheckRecord], arrays: Mapping[str, np.ndarray] | None,
                  colormap: str) -> list[dict[str, str]]:
     """One figure per shown image: a row per method, a column per randomisation step."""
     methods = method_keys(arrays, "sanity") if arrays else []
@@ -444,7 +393,7 @@ def sanity_grids(checks: Sequence[Mapping[str, Any]], arrays: Mapping[str, np.nd
     return grids
 
 
-def sanity_curves(checks: Sequence[Mapping[str, Any]]) -> str | None:
+def sanity_curves(checks: Sequence[CheckRecord]) -> str | None:
     """One panel per similarity measure, one colour per method: each step's similarity to the
     original maps on the chance-normalised scale (1 = unchanged, 0 = as alike as the method's
     maps of different images, the chance band), the cascading curve solid and the independent
@@ -453,11 +402,11 @@ def sanity_curves(checks: Sequence[Mapping[str, Any]]) -> str | None:
     ticks: dict[str, list[str] | None] = {}
     normalised = False
     for check in checks:
-        details = _details(check)
-        metric = fmt(check.get("metric", UNKNOWN))
+        details = check["details"]
+        metric = fmt(check["metric"])
         if not metric.startswith("cascading_") or metric.endswith("_area"):
             continue  # data randomisation has no steps; an _area check repeats its step's curves
-        method = fmt(check.get("method", UNKNOWN))
+        method = fmt(check["method"])
         for key, dashed in (("curve", False), ("independent_curve", True)):
             curve = _numbers(details.get(f"normalised_{key}")) or _numbers(details.get(key))
             normalised = normalised or bool(_numbers(details.get(f"normalised_{key}")))
@@ -480,14 +429,14 @@ def sanity_curves(checks: Sequence[Mapping[str, Any]]) -> str | None:
     return _data_uri(png)
 
 
-def faithfulness_curves(checks: Sequence[Mapping[str, Any]]) -> str | None:
+def faithfulness_curves(checks: Sequence[CheckRecord]) -> str | None:
     """Deletion and insertion (RISE): the mean probability of the label as pixels are removed
     (or restored) in each method's order, one panel per kind, the random orders dashed."""
     panels: dict[str, list[figures.Series]] = {}
     for check in checks:
-        if check.get("audit") != "faithfulness":
+        if check["audit"] != "faithfulness":
             continue
-        details = _details(check)
+        details = check["details"]
         kind = fmt(details.get("kind", "deletion"))
         fractions = _numbers(details.get("fractions"))
         lines = panels.setdefault(kind, [])
@@ -496,7 +445,7 @@ def faithfulness_curves(checks: Sequence[Mapping[str, Any]]) -> str | None:
             if not curve or not fractions or len(curve) != len(fractions):
                 continue
             if key == "curve":
-                lines.append(figures.Series(fmt(check.get("method", UNKNOWN)), fractions, curve))
+                lines.append(figures.Series(fmt(check["method"]), fractions, curve))
             elif not any(line.label == "random order" for line in lines):
                 lines.append(figures.Series("random order", fractions, curve, dashed=True))
     panels = {kind: lines for kind, lines in panels.items() if lines}
@@ -513,20 +462,20 @@ def _fitting_ticks(ticks: list[str] | None, lines: Sequence[figures.Series]) -> 
     return ticks if ticks and len(ticks) == max(len(line.x) for line in lines) else None
 
 
-def stability(checks: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def stability(checks: Sequence[CheckRecord]) -> list[dict[str, Any]]:
     """Per method: its stability checks, a plot of map SSIM against the perturbation level,
     the share of perturbed copies discarded, and what the hypothesis search found."""
-    by_method: dict[str, list[Mapping[str, Any]]] = {}
+    by_method: dict[str, list[CheckRecord]] = {}
     for check in checks:
-        if check.get("audit") == "stability" and check_status(check) != "skipped":
-            by_method.setdefault(fmt(check.get("method", UNKNOWN)), []).append(check)
+        if check["audit"] == "stability" and check["status"] != "skipped":
+            by_method.setdefault(fmt(check["method"]), []).append(check)
     return [_stability_card(method, by_method[method]) for method in registry.in_order(by_method)]
 
 
-def _stability_card(method: str, checks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    curves = [c for c in checks if _numbers(_details(c).get("values"))]
+def _stability_card(method: str, checks: Sequence[CheckRecord]) -> dict[str, Any]:
+    curves = [c for c in checks if _numbers(c["details"].get("values"))]
     # map_ssim is the plot the issue asks for; an older run may only have had other curves.
-    plotted = next((c for c in curves if c.get("metric") == "map_ssim"), curves[0] if curves else None)
+    plotted = next((c for c in curves if c["metric"] == "map_ssim"), curves[0] if curves else None)
     discarded = _first_number(checks, "discarded_share")
     stability_of_input = _first_number(checks, "relative_input_stability")
     return {
@@ -539,18 +488,18 @@ def _stability_card(method: str, checks: Sequence[Mapping[str, Any]]) -> dict[st
     }
 
 
-def _first_number(checks: Sequence[Mapping[str, Any]], key: str) -> float | None:
-    numbers = (_number(_details(c).get(key)) for c in checks)
+def _first_number(checks: Sequence[CheckRecord], key: str) -> float | None:
+    numbers = (_number(c["details"].get(key)) for c in checks)
     return next((n for n in numbers if n is not None), None)
 
 
-def _level_plot(check: Mapping[str, Any]) -> str | None:
+def _level_plot(check: CheckRecord) -> str | None:
     """Value per perturbation level; levels "kind:amount" get one line per kind, in order."""
-    details = _details(check)
+    details = check["details"]
     levels, values = _sequence(details.get("levels")), _numbers(details.get("values"))
     if not values or len(levels) != len(values):
         return None
-    metric = fmt(check.get("metric", UNKNOWN))
+    metric = fmt(check["metric"])
     amounts = [_number(level) for level in levels]
     ticks: list[str] | None = None
     if all(a is not None for a in amounts):
@@ -573,10 +522,10 @@ def _level_plot(check: Mapping[str, Any]) -> str | None:
     return _data_uri(png)
 
 
-def _search(checks: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+def _search(checks: Sequence[CheckRecord]) -> dict[str, Any] | None:
     """What the hypothesis search found: the shrunk counterexample, or how many it tried."""
     for check in checks:
-        details = _details(check)
+        details = check["details"]
         if "counterexample" not in details and "examples_kept" not in details:
             continue
         example = _mapping(details.get("counterexample"))
@@ -594,44 +543,44 @@ def _search(checks: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
 CheckKey = tuple[str, str, str]
 
 
-def _keyed(checks: Sequence[Mapping[str, Any]]) -> dict[CheckKey, Mapping[str, Any]]:
-    keyed: dict[CheckKey, Mapping[str, Any]] = {}
+def _keyed(checks: Sequence[CheckRecord]) -> dict[CheckKey, CheckRecord]:
+    keyed: dict[CheckKey, CheckRecord] = {}
     for check in checks:
-        key = (fmt(check.get("audit", UNKNOWN)), fmt(check.get("metric", UNKNOWN)), fmt(check.get("method")))
+        key = (fmt(check["audit"]), fmt(check["metric"]), fmt(check["method"]))
         keyed.setdefault(key, check)
     return keyed
 
 
-def _delta(mine: Mapping[str, Any] | None, theirs: Mapping[str, Any] | None) -> tuple[str, str]:
+def _delta(mine: CheckRecord | None, theirs: CheckRecord | None) -> tuple[str, str]:
     """(this value minus the other's, "better"/"worse"/"" by the check's direction)."""
-    a = _number(mine.get("value")) if mine else None
-    b = _number(theirs.get("value")) if theirs else None
+    a = mine["value"] if mine else None
+    b = theirs["value"] if theirs else None
     if a is None or b is None:
         return "", ""
     difference = a - b
     if difference == 0:
         return "0", ""
-    direction = (mine or {}).get("direction") or (theirs or {}).get("direction")
-    if direction not in ("higher", "lower"):
+    direction = (mine["direction"] if mine else None) or (theirs["direction"] if theirs else None)
+    if direction is None:
         return f"{difference:+.4g}", ""
     return f"{difference:+.4g}", "better" if (difference > 0) == (direction == "higher") else "worse"
 
 
-def comparison(results: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+def comparison(results: Results, other: Results) -> dict[str, Any]:
     """One row per (audit, metric, method) present in either run, verdict changes first."""
-    mine, theirs = _keyed(_checks(results)), _keyed(_checks(other))
+    mine, theirs = _keyed(results["checks"]), _keyed(other["checks"])
     rows = []
     for key in [*mine, *(k for k in theirs if k not in mine)]:
         a, b = mine.get(key), theirs.get(key)
-        status, other_status = (check_status(a) if a else "absent"), (check_status(b) if b else "absent")
+        status, other_status = (a["status"] if a else "absent"), (b["status"] if b else "absent")
         delta, change = _delta(a, b)
         rows.append({"audit": key[0], "metric": key[1], "method": key[2],
-                     "value": fmt(a.get("value")) if a else "—", "status": status,
-                     "other_value": fmt(b.get("value")) if b else "—", "other_status": other_status,
+                     "value": fmt(a["value"]) if a else "—", "status": status,
+                     "other_value": fmt(b["value"]) if b else "—", "other_status": other_status,
                      "delta": delta, "change": change, "differs": status != other_status})
     rows.sort(key=lambda row: not row["differs"])  # stable: each group keeps the run's order
-    model, environment = _mapping(other.get("model")), _mapping(other.get("environment"))
-    return {"spec": fmt(model.get("spec", UNKNOWN)), "verdict": verdict(other).upper(),
+    model, environment = other["model"], other["environment"]
+    return {"spec": fmt(model.get("spec", UNKNOWN)), "verdict": other["verdict"].upper(),
             "started": fmt(environment.get("started_utc", UNKNOWN)), "rows": rows,
             "changed": sum(row["differs"] for row in rows)}
 
@@ -650,12 +599,12 @@ def _items(images: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [i for i in _sequence(images.get("items")) if isinstance(i, Mapping)]
 
 
-def _galleries(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None,
+def _galleries(results: Results, arrays: Mapping[str, np.ndarray] | None,
                colormap: str, max_gallery: int) -> tuple[dict[str, Any], list[str]]:
     """The gallery and sanity sections, which need the arrays, plus notes on unusable ones."""
-    checks = _checks(results)
+    checks = results["checks"]
     usable, notes = validate_arrays(arrays) if arrays is not None else (None, [])
-    items_by_id = {str(i.get("id")): i for i in _items(_mapping(results.get("images")))}
+    items_by_id = {str(i.get("id")): i for i in _items(results["images"])}
     sections: dict[str, Any] = {"sanity": sanity(checks, usable, colormap), "gallery": None}
     if usable is not None:
         sections["gallery"] = gallery(usable, items_by_id, checks, colormap=colormap,
@@ -676,32 +625,33 @@ def render(results: Mapping[str, Any], arrays: Mapping[str, np.ndarray] | None =
             adds a section with both runs' value and verdict for every check.
     """
     figures.colormap_named(colormap)  # fail early on a typo, before any drawing
-    model, images = _mapping(results.get("model")), _mapping(results.get("images"))
+    document = schema.read_results(results)
+    model, images, checks = document["model"], document["images"], document["checks"]
     class_names = [str(c) for c in _sequence(model.get("class_names"))]
     items = _items(images)
-    checks = _checks(results)
     ran, skipped = check_tables(checks)
-    drawn, array_notes = _galleries(results, arrays, colormap, max_gallery)
-    outcome = verdict(results)
-    not_run = [fmt(n) for n in _sequence(results.get("not_run"))]
-    fatal = fmt(results["fatal"]) if results.get("fatal") else None
+    drawn, array_notes = _galleries(document, arrays, colormap, max_gallery)
+    outcome = document["verdict"]
+    not_run = [fmt(n) for n in document["not_run"]]
+    fatal = document["fatal"]
     return _environment_of_template().get_template(TEMPLATE).render(
         verdict=outcome.upper(), verdict_css=VERDICT_CSS.get(outcome, "unknown"),
-        stopped=results.get("status") == "incomplete" or bool(not_run),
-        counts=_counts(results), fatal=fatal, not_run=not_run,
-        errors=[e for e in errors(results) if e["message"] != fatal],  # the fatal one leads the page
-        caveats=[fmt(c) for c in _sequence(results.get("caveats"))],
-        scope=coverage.scope(images), summaries=family_summaries(checks, check_status),
-        title=fmt(model.get("spec", UNKNOWN)), schema=fmt(results.get("schema", UNKNOWN)),
+        stopped=document["status"] == "incomplete", counts=document["summary"], fatal=fatal,
+        not_run=not_run,
+        errors=[e for e in errors(document) if e["message"] != fatal],  # the fatal one leads the page
+        caveats=[fmt(c) for c in document["caveats"]],
+        scope=coverage.scope(images), summaries=family_summaries(checks),
+        title=fmt(model.get("spec", UNKNOWN)), schema=fmt(document["schema"]),
         model=_model_rows(model), image_set=_image_set(images),
-        environment=_environment(_mapping(results.get("environment"))),
+        environment=_environment(document["environment"]),
         checks=ran, skipped=skipped, mismatches=label_mismatches(items), items_count=len(items),
         localisation=localisation(checks, {str(i.get("id")): class_of(i, class_names) for i in items},
                                   class_names),
         sanity=drawn["sanity"], stability=stability(checks), gallery=drawn["gallery"],
         faithfulness=faithfulness_curves(checks),
-        comparison=comparison(results, compare) if isinstance(compare, Mapping) else None,
-        regression=baseline_section.regressions(results),
+        comparison=comparison(document, schema.read_results(compare)) if isinstance(compare, Mapping)
+        else None,
+        regression=baseline_section.regressions(document),
         notes=[*notes, *array_notes], colormap=colormap)
 
 
@@ -744,19 +694,15 @@ def write_text_atomically(path: Path, text: str) -> None:
         raise
 
 
-def load_compare(path: Path) -> tuple[dict[str, Any] | None, list[str]]:
+def load_compare(path: Path) -> tuple[Results | None, list[str]]:
     """Another run's results.json (or the folder holding one), or None and a note saying why not."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
     try:
-        other = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:  # missing, unreadable, not UTF-8, not JSON
-        return None, [f"The run to compare with ({path}) could not be read ({type(exc).__name__}: "
-                      f"{exc}): no comparison is shown."]
-    if not isinstance(other, dict):
-        return None, [f"The run to compare with ({path}) is not a results object: no comparison is shown."]
-    return other, []
+        return schema.load_results(path), []
+    except schema.ResultsFileError as exc:
+        return None, [f"The run to compare with could not be read ({exc}): no comparison is shown."]
 
 
 def write_report(report_dir: Path, *, colormap: str = "jet", max_gallery: int = MAX_GALLERY,
@@ -768,7 +714,7 @@ def write_report(report_dir: Path, *, colormap: str = "jet", max_gallery: int = 
             corrupt one leaves a note on the page, never an exception.
     """
     report_dir = Path(report_dir)
-    results = json.loads((report_dir / "results.json").read_text(encoding="utf-8"))
+    results = schema.load_results(report_dir / "results.json")
     arrays, notes = load_arrays(report_dir / "maps.npz")
     other = None
     if compare_path is not None:

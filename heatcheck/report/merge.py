@@ -123,7 +123,7 @@ def check_compatible(partials: Sequence[Partial]) -> list[Partial]:
         if p is not reference:
             _same(reference, p)
     for p in ordered:
-        if p.results.get("status") == "incomplete" or p.results.get("not_run"):
+        if p.results["status"] == "incomplete" or p.results["not_run"]:
             raise MergeError(f"{p.name} did not finish ({_where(p)}): run it again before merging")
     return ordered
 
@@ -144,10 +144,10 @@ def _same(a: Partial, b: Partial) -> None:
                          f"(commit {a.git_commit[:12]}) vs {b.name} {b.heatcheck} "
                          f"(commit {b.git_commit[:12]})")
     if not b.idle:  # a shard left with no test loaded no model and no image: its settings tell
-        ma, mb = a.results.get("model", {}), b.results.get("model", {})
+        ma, mb = a.results["model"], b.results["model"]
         if (ma.get("spec"), ma.get("sha256")) != (mb.get("spec"), mb.get("sha256")):
             raise MergeError(f"shards audit different models: {a.name} {_model(ma)} vs {b.name} {_model(mb)}")
-        ia, ib = a.results.get("images", {}), b.results.get("images", {})
+        ia, ib = a.results["images"], b.results["images"]
         if (ia.get("spec"), ia.get("count"), a.images_fingerprint) != (ib.get("spec"), ib.get("count"),
                                                                        b.images_fingerprint):
             raise MergeError(f"shards audit different image sets: {a.name} {ia.get('spec')} "
@@ -190,10 +190,10 @@ def _store(ordered: Sequence[Partial], settings: Settings) -> ResultStore:
                        started_utc=min((s for s in starts if s), default=None))
     passes: dict[str, int] = {}
     for p in ordered:
-        for key, count in p.results.get("passes", {}).items():
+        for key, count in p.results["passes"].items():
             if key != "unshared":
                 passes[key] = passes.get(key, 0) + int(count)
-    fatal = next((p.results.get("fatal") for p in ordered if p.results.get("fatal")), None)
+    fatal = next((p.results["fatal"] for p in ordered if p.results["fatal"]), None)
     return ResultStore(model=dict(first["model"]), images=images, environment=environment, passes=passes,
                        arrays=_arrays(ordered, images.get("items", [])), fatal=fatal,
                        fail_inconclusive=settings.fail_inconclusive, fail_on_caveats=settings.fail_on_caveats)
@@ -303,17 +303,17 @@ def _same_everywhere(parts: Sequence[Any], where: str) -> Any:
 def _copy_outcome(store: ResultStore, nodeid: str, sources: Sequence[Partial]) -> None:
     """A test's checks and errors as the shard that ran it (or first stopped it) recorded them."""
     for p in sources[:1]:
-        for c in p.results.get("checks", []):
-            if c.get("details", {}).get("test") == nodeid:
-                store.add(Check(**c))
-        store.errors.extend(e for e in p.results.get("errors", []) if e.get("test") == nodeid)
+        for c in p.results["checks"]:
+            if c["details"].get("test") == nodeid:
+                store.add(Check.from_json(c))
+        store.errors.extend(e for e in p.results["errors"] if e["test"] == nodeid)
 
 
 def _session_errors(store: ResultStore, ordered: Sequence[Partial], tests: set[str]) -> None:
     """Errors that belong to no audit test (a whole-run error), once each."""
     for p in ordered:
-        for error in p.results.get("errors", []):
-            if error.get("test") not in tests and error not in store.errors:
+        for error in p.results["errors"]:
+            if error["test"] not in tests and error not in store.errors:
                 store.errors.append(error)
 
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from heatcheck.data.sharding import Shard
 from heatcheck.errors import HeatcheckError
+from heatcheck.report import schema
 from heatcheck.report.results import atomic_write
 from heatcheck.settings import Profile, Settings, Thresholds
 
@@ -72,7 +73,7 @@ class Partial:
     git_commit: str
     rootdir: str  # the audits' project (its folder goes on sys.path to import their modules again)
     settings: dict[str, Any]
-    results: dict[str, Any]
+    results: schema.Results
     items: list[AuditItem]
     outcomes: dict[str, dict[str, str]]
     values: dict[str, Any]  # fixture name → its value for the block (arrays unpacked)
@@ -214,7 +215,8 @@ def read_partial(path: Path) -> Partial:
         raise PartialError(f"{path}: cannot read the partial ({type(exc).__name__}: {exc})") from None
     return Partial(
         shard=Shard(*document["shard"]), heatcheck=document["heatcheck"], git_commit=document["git_commit"],
-        rootdir=document["rootdir"], settings=document["settings"], results=document["results"],
+        rootdir=document["rootdir"], settings=document["settings"],
+        results=schema.read_results(document["results"]),
         items=[AuditItem(**i) for i in document["items"]], outcomes=document["outcomes"],
         values={name: unpack(v, arrays) for name, v in document["values"].items()},
         provider=document["provider"], blocks=document["blocks"],

@@ -1,4 +1,5 @@
-"""The ResultStore: every number behind every verdict, written as results.json ("heatcheck/1")."""
+"""The ResultStore: every number behind every verdict, written as results.json ("heatcheck/1",
+typed in heatcheck.report.schema)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,17 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA = "heatcheck/1"
+from heatcheck.report.schema import (
+    SCHEMA,
+    CheckRecord,
+    Direction,
+    ErrorRecord,
+    Results,
+    Status,
+    Summary,
+    Verdict,
+    summary_of,
+)
 
 
 def _finite_or_none(value: float | None) -> float | None:
@@ -45,9 +56,9 @@ class Check:
     method: str | None
     value: float | None
     threshold: float | None
-    direction: str | None  # None for a check that did not run: it has no direction to report
+    direction: Direction | None  # None for a check that did not run: it has no direction to report
     passed: bool | None
-    status: str  # "passed" | "failed" | "inconclusive" | "skipped"
+    status: Status
     reason: str | None = None
     per_image: dict[str, float] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
@@ -61,7 +72,22 @@ class Check:
     control: str | None = None
     controls: dict[str, float] = field(default_factory=dict)
 
-    def to_json(self) -> dict[str, Any]:
+    @classmethod
+    def from_json(cls, record: CheckRecord) -> Check:
+        """The check a record describes (a value results.json wrote as null is NaN again)."""
+        nan = math.nan
+        return cls(
+            audit=record["audit"], metric=record["metric"], method=record["method"],
+            value=record["value"], threshold=record["threshold"], direction=record["direction"],
+            passed=record["passed"], status=record["status"], reason=record["reason"],
+            per_image={k: nan if v is None else v for k, v in record["per_image"].items()},
+            details=dict(record["details"]), threshold_source=record["threshold_source"],
+            effect=record["effect"], control=record["control"],
+            interval=None if record["interval"] is None
+            else [nan if v is None else v for v in record["interval"]],
+            controls={k: nan if v is None else v for k, v in record["controls"].items()})
+
+    def to_json(self) -> CheckRecord:
         return {
             "audit": self.audit, "metric": self.metric, "method": self.method,
             "value": _finite_or_none(self.value), "threshold": self.threshold,
@@ -100,7 +126,7 @@ class ResultStore:
     images: dict[str, Any] = field(default_factory=dict)
     environment: dict[str, Any] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
-    errors: list[dict[str, str]] = field(default_factory=list)
+    errors: list[ErrorRecord] = field(default_factory=list)
     not_run: list[str] = field(default_factory=list)
     passes: dict[str, int] = field(default_factory=dict)
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
@@ -128,7 +154,7 @@ class ResultStore:
                                                      self.images)
         self.passes["unshared"] = sum(int(c.details.get("passes_alone", 0)) for c in self.checks)
 
-    def verdict(self) -> str:
+    def verdict(self) -> Verdict:
         if self.fatal is not None:
             return "fail"
         if self.interrupted or self.not_run:
@@ -137,13 +163,10 @@ class ResultStore:
         failed = any(c.status in failing for c in self.checks)
         return "fail" if failed or self.errors or (self.caveats and self.fail_on_caveats) else "pass"
 
-    def summary(self) -> dict[str, int]:
-        counts = {"passed": 0, "failed": 0, "inconclusive": 0, "skipped": 0, "errors": len(self.errors)}
-        for c in self.checks:
-            counts[c.status] += 1
-        return counts
+    def summary(self) -> Summary:
+        return summary_of([c.to_json() for c in self.checks], len(self.errors))
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> Results:
         return {
             "schema": SCHEMA, "verdict": self.verdict(),
             "status": "incomplete" if self.verdict() == "incomplete" else "complete",

@@ -1,10 +1,12 @@
 """The report's plain-words summary of each audit family: what its checks say, in a sentence
-an auditor reads before any table (results.json-shaped input, no live objects)."""
+an auditor reads before any table (results.json records, no live objects)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+from heatcheck.report.schema import STATUSES, CheckRecord
 
 # What a failure of each family means, and where on the page to look.
 FAILED_MEANS = {
@@ -23,19 +25,19 @@ FAILED_MEANS = {
 ORDER = ("labels", "localisation", "sanity", "stability", "faithfulness")
 
 
-def family_summaries(checks: Sequence[Mapping[str, Any]], status_of: Any) -> list[dict[str, Any]]:
+def family_summaries(checks: Sequence[CheckRecord]) -> list[dict[str, Any]]:
     """One entry per audit family present: counts, a sentence, and the section to jump to."""
-    families: dict[str, list[Mapping[str, Any]]] = {}
+    families: dict[str, list[CheckRecord]] = {}
     for check in checks:
-        families.setdefault(str(check.get("audit", "unknown")), []).append(check)
+        families.setdefault(check["audit"], []).append(check)
     rank = {f: i for i, f in enumerate(ORDER)}
     out = []
     for family in sorted(families, key=lambda f: (rank.get(f, len(rank)), f)):
-        statuses = [status_of(c) for c in families[family]]
+        statuses = [c["status"] for c in families[family]]
         ran = [s for s in statuses if s != "skipped"]
-        counts = {s: statuses.count(s) for s in ("passed", "failed", "inconclusive", "skipped")}
+        counts: dict[str, int] = {s: statuses.count(s) for s in STATUSES}
         out.append({"family": family, "anchor": family, "ran": len(ran), **counts,
-                    "status": _status(counts), "sentence": _sentence(family, families[family], status_of)})
+                    "status": _status(counts), "sentence": _sentence(family, families[family])})
     return out
 
 
@@ -47,19 +49,19 @@ def _status(counts: Mapping[str, int]) -> str:
     return "passed" if counts["passed"] else "skipped"
 
 
-def _sentence(family: str, checks: Sequence[Mapping[str, Any]], status_of: Any) -> str:
-    by_status: dict[str, list[Mapping[str, Any]]] = {}
+def _sentence(family: str, checks: Sequence[CheckRecord]) -> str:
+    by_status: dict[str, list[CheckRecord]] = {}
     for c in checks:
-        by_status.setdefault(status_of(c), []).append(c)
+        by_status.setdefault(c["status"], []).append(c)
     if "failed" in by_status:
-        methods = sorted({str(c.get("method")) for c in by_status["failed"] if c.get("method")})
+        methods = sorted({c["method"] for c in by_status["failed"] if c["method"]})
         who = f"{', '.join(methods)}: " if methods else ""
         return who + FAILED_MEANS.get(family, "some checks failed") + "."
     if "inconclusive" in by_status:
-        reasons = [str(c.get("reason")) for c in by_status["inconclusive"] if c.get("reason")]
+        reasons = [c["reason"] for c in by_status["inconclusive"] if c["reason"]]
         common = max(set(reasons), key=reasons.count) if reasons else "the image set cannot tell"
         return f"This image set cannot tell: {common}."
     if "passed" in by_status:
         return "Every check that ran passed."
-    reasons = sorted({str(c.get("reason")) for c in checks if c.get("reason")})
+    reasons = sorted({c["reason"] for c in checks if c["reason"]})
     return "Nothing ran: " + ("; ".join(reasons[:2]) if reasons else "no reason recorded") + "."

@@ -24,7 +24,7 @@ from heatcheck.checks.baseline import (
     unknown_metrics,
 )
 from heatcheck.data.content_hash import content_hash, content_hashes
-from heatcheck.report.results import SCHEMA
+from heatcheck.report.schema import SCHEMA
 from heatcheck.settings import PROFILES, Settings, SettingsError, build_thresholds, read_defaults
 
 KEY = ("localisation", "energy_pointing_game", "gradcam")

@@ -14,6 +14,7 @@ import pytest
 
 from heatcheck.checks.localisation import LocalisationRun
 from heatcheck.data.sharding import Shard
+from heatcheck.report import schema
 from heatcheck.report.gallery_choice import gallery_rows, merge_galleries
 from heatcheck.report.merge import MergeError, check_compatible, main, merge
 from heatcheck.report.partial import (
@@ -93,7 +94,7 @@ def _partial(index: int, count: int = 2, **changes: Any) -> Partial:
         git_commit="c0ffee",
         rootdir="/x",
         settings=settings_to_json(SETTINGS),
-        results=results,
+        results=schema.read_results(results),
         items=[SANITY],
         outcomes={SANITY.nodeid: {"outcome": "passed", "reason": ""}}
         if index == 0
@@ -155,7 +156,7 @@ def test_a_folder_without_a_partial_is_named(tmp_path: Path) -> None:
 
 
 def _results(partial: Partial, **changes: Any) -> Partial:
-    return dataclasses.replace(partial, results={**partial.results, **changes})
+    return dataclasses.replace(partial, results=schema.read_results({**partial.results, **changes}))
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ import copy
 from test_report import make_results  # tests/unit is on sys.path (rootdir conftest, prepend mode)
 
 from heatcheck import report
+from heatcheck.report import schema
 from heatcheck.report.coverage import caveats, family_of, scope
 from heatcheck.report.results import Check, ResultStore
 from heatcheck.report.summaries import family_summaries
@@ -111,7 +112,7 @@ def test_family_summaries_say_why_in_plain_words() -> None:
               {"audit": "sanity", "status": "inconclusive", "reason": "only 3 scored image(s)"},
               {"audit": "labels", "status": "passed"},
               {"audit": "faithfulness", "status": "skipped", "reason": "no conv layer"}]
-    rows = {r["family"]: r for r in family_summaries(checks, report.check_status)}
+    rows = {r["family"]: r for r in family_summaries(schema.read_results({"checks": checks})["checks"])}
     assert list(rows) == ["labels", "localisation", "sanity", "faithfulness"]
     assert rows["localisation"]["status"] == "failed"
     assert "avoid the labelled object" in rows["localisation"]["sentence"]
