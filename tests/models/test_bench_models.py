@@ -13,6 +13,7 @@ from heatcheck.fixtures.bench import CLASS_NAMES, TAG_COLOURS, make_bench, tag_s
 
 from heatcheck import models
 from heatcheck.models.predict import predict_proba
+from heatcheck.settings import Settings
 
 FRESH_SEED = 3000
 COUNT = 400
@@ -49,6 +50,41 @@ def test_metadata_records_seed_and_recipe():
         assert (BENCH_MODELS / entry["file"]).exists()
     for name, layout in CLEAN + SHORTCUT:
         assert meta["models"][name]["layout"] == layout
+
+
+def test_metadata_records_the_training_noise_at_smoothgrads_scale():
+    """The clean model (and its twin) were trained with the noise SmoothGrad adds by default
+    (0.2 × the 0–255 range)."""
+    meta = json.loads((BENCH_MODELS / "bench_models.json").read_text())
+    assert meta["recipe"]["train_noise_sigma_max"] == pytest.approx(Settings().smooth_noise * 255)
+    assert "gaussian" in meta["recipe"]["train_noise"]
+    noisy = {name for name, entry in meta["models"].items() if entry["train_noise"]}
+    assert noisy == {"clean", "random-labels"}  # the clean model and its random-label twin
+
+
+def test_training_noise_is_seeded_and_drawn_per_image():
+    import tensorflow as tf
+    from heatcheck.fixtures.train_bench import RECIPE, noisy_batches
+
+    images, labels, _, _ = make_bench(64, seed=FRESH_SEED)
+
+    def first_batch(seed):
+        noisy, batch_labels = next(iter(noisy_batches(images, labels, seed)))
+        return noisy.numpy(), batch_labels.numpy()
+
+    tf.config.experimental.enable_op_determinism()
+    (noisy, batch_labels), (again, _), (other, _) = first_batch(1), first_batch(1), first_batch(2)
+    assert np.array_equal(noisy, again)
+    assert not np.array_equal(noisy, other)
+    # One batch holds the whole set here: find each image's clean original, measure its noise.
+    found = [int(np.argmin(np.abs(images.astype(np.float32) - n).mean(axis=(1, 2, 3)))) for n in noisy]
+    assert sorted(found) == list(range(len(images)))
+    assert np.array_equal(labels[found], batch_labels)
+    sigma = (noisy - images[found].astype(np.float32)).reshape(len(noisy), -1).std(axis=1)
+    sigma_max = RECIPE["train_noise_sigma_max"]
+    assert sigma.max() <= 1.05 * sigma_max
+    assert sigma.min() < 0.25 * sigma_max
+    assert sigma.max() > 0.75 * sigma_max
 
 
 @pytest.mark.parametrize("tag", ["label", "none", "random"])
