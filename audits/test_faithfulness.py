@@ -11,7 +11,7 @@ faithful, which is why this audit and localisation together tell a Clever Hans m
 """
 
 import pytest
-from heatcheck.fixtures.audit_fixtures import input_errors, require
+from heatcheck.fixtures.audit_fixtures import input_errors
 
 from heatcheck.checks.faithfulness import (
     KINDS,
@@ -53,13 +53,7 @@ def test_causal_metric(
     heatcheck_gate,
 ):
     metric = f"{kind}_auc"
-    require(
-        heatcheck_provider.unavailable(heatcheck_method),
-        heatcheck_gate,
-        "faithfulness",
-        metric,
-        heatcheck_method,
-    )
+    heatcheck_gate.require(heatcheck_provider.unavailable(heatcheck_method), metric)
     run = causal_run
     auc, random_auc = run.auc(heatcheck_method, kind), run.random_auc(kind)
     decision = gate_faithfulness(

@@ -14,7 +14,7 @@ import zlib
 
 import numpy as np
 import pytest
-from heatcheck.fixtures.audit_fixtures import input_errors, require
+from heatcheck.fixtures.audit_fixtures import input_errors
 
 from heatcheck.checks.decision import decide
 from heatcheck.checks.localisation import METRICS, fraction_summary, score_localisation, strong_control_remedy
@@ -51,13 +51,7 @@ def _audited(run, heatcheck_settings):
 def test_localisation(
     metric, heatcheck_method, localisation_run, heatcheck_provider, heatcheck_settings, heatcheck_gate
 ):
-    require(
-        heatcheck_provider.unavailable(heatcheck_method),
-        heatcheck_gate,
-        "localisation",
-        metric,
-        heatcheck_method,
-    )
+    heatcheck_gate.require(heatcheck_provider.unavailable(heatcheck_method), metric)
     run = localisation_run
     keep = _audited(run, heatcheck_settings)
     ids = [i for i, k in zip(run.ids, keep, strict=True) if k]

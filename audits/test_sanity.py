@@ -10,7 +10,7 @@ edge-detector control ignores the model and must fail.
 
 import numpy as np
 import pytest
-from heatcheck.fixtures.audit_fixtures import random_label_spec, require
+from heatcheck.fixtures.audit_fixtures import random_label_spec
 
 from heatcheck.checks.perturbations import draw_seed
 from heatcheck.checks.sanity import (
@@ -47,6 +47,17 @@ def randomisation_run(heatcheck_provider, heatcheck_sanity_images, heatcheck_set
     return run
 
 
+def _decide(heatcheck_gate, metric, reading, seed, heatcheck_settings, ids, details):
+    """Gate a similarity read against its chance level: the maps must move at least the margin
+    of the way from unchanged (1) towards the maps of other images (0)."""
+    method = heatcheck_gate.method
+    decision = gate_similarity(reading.values, heatcheck_settings.thresholds.get(metric, method), seed)
+    heatcheck_gate.decide(
+        "sanity", metric, method, decision, direction="lower", per_image=reading.values, ids=ids,
+        controls={UNCHANGED: 1.0, UNRELATED: 0.0}, details={**reading.details(), **details},
+    )
+
+
 @pytest.mark.parametrize(
     ("measure", "area"), CASCADING, ids=[f"{m}{'-area' if a else ''}" for m, a in CASCADING]
 )
@@ -54,30 +65,17 @@ def test_cascading_randomisation(
     measure, area, heatcheck_method, randomisation_run, heatcheck_provider, heatcheck_settings, heatcheck_gate
 ):
     metric = f"cascading_{measure}" + ("_area" if area else "")
-    require(
-        heatcheck_provider.unavailable(heatcheck_method), heatcheck_gate, "sanity", metric, heatcheck_method
-    )
+    heatcheck_gate.require(heatcheck_provider.unavailable(heatcheck_method), metric)
     run, seed = randomisation_run, draw_seed(heatcheck_settings.seed, metric, heatcheck_method)
     chance = run.chance(heatcheck_method, measure)
     reading = read_against_chance(run.similarity(heatcheck_method, measure), chance, area=area, seed=seed)
     independent = read_against_chance(
         run.similarity(heatcheck_method, measure, "independent"), chance, area=area, seed=seed
     )
-    decision = gate_similarity(
-        reading.values, heatcheck_settings.thresholds.get(metric, heatcheck_method), seed
-    )
-    heatcheck_gate.decide(
-        "sanity",
-        metric,
-        heatcheck_method,
-        decision,
-        direction="lower",
-        per_image=reading.values,
-        ids=run.ids,
-        controls={UNCHANGED: 1.0, UNRELATED: 0.0},
-        details={
+    _decide(
+        heatcheck_gate, metric, reading, seed, heatcheck_settings, run.ids,
+        {
             "steps": run.steps,
-            **reading.details(),
             "gated": "area" if area else "last step",
             "independent_curve": independent.curve,
             "normalised_independent_curve": independent.normalised_curve,
@@ -113,11 +111,9 @@ def test_data_randomisation(
     heatcheck_gate,
 ):
     metric = f"data_randomisation_{measure}"
-    require(
-        heatcheck_provider.unavailable(heatcheck_method), heatcheck_gate, "sanity", metric, heatcheck_method
-    )
+    heatcheck_gate.require(heatcheck_provider.unavailable(heatcheck_method), metric)
     missing = "no model trained on permuted labels: pass --hc-random-label-model PATH"
-    require(None if data_randomisation_run else missing, heatcheck_gate, "sanity", metric, heatcheck_method)
+    heatcheck_gate.require(None if data_randomisation_run else missing, metric)
     run, seed = data_randomisation_run, draw_seed(heatcheck_settings.seed, metric, heatcheck_method)
     reading = read_against_chance(
         [run.similarity[heatcheck_method][measure]],
@@ -125,20 +121,9 @@ def test_data_randomisation(
         area=False,
         seed=seed,
     )
-    decision = gate_similarity(
-        reading.values, heatcheck_settings.thresholds.get(metric, heatcheck_method), seed
-    )
-    heatcheck_gate.decide(
-        "sanity",
-        metric,
-        heatcheck_method,
-        decision,
-        direction="lower",
-        per_image=reading.values,
-        ids=heatcheck_sanity_images.ids,
-        controls={UNCHANGED: 1.0, UNRELATED: 0.0},
-        details={
-            **reading.details(),
+    _decide(
+        heatcheck_gate, metric, reading, seed, heatcheck_settings, heatcheck_sanity_images.ids,
+        {
             "random_label_model": random_label_spec(heatcheck_settings),
             "passes_alone": 2
             * len(heatcheck_sanity_images)

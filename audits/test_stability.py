@@ -12,7 +12,6 @@ smallest perturbation that breaks each map and shrinks it.
 
 import numpy as np
 import pytest
-from heatcheck.fixtures.audit_fixtures import require
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
@@ -71,15 +70,8 @@ def perturbed_set(heatcheck_provider, heatcheck_stability_images, stability_clas
 
 def _gate(metric, heatcheck_method, pset, heatcheck_settings, heatcheck_gate, heatcheck_provider, details):
     reading = read_against_unrelated(pset, heatcheck_method, metric)
-    require(
-        None
-        if np.isfinite(reading.raw).any()
-        else "every perturbed copy changed the model's decision: nothing to compare",
-        heatcheck_gate,
-        "stability",
-        metric,
-        heatcheck_method,
-    )
+    nothing = "every perturbed copy changed the model's decision: nothing to compare"
+    heatcheck_gate.require(None if np.isfinite(reading.raw).any() else nothing, metric)
     decision = gate_stability(
         reading.normalised,
         metric,
@@ -110,13 +102,7 @@ def _gate(metric, heatcheck_method, pset, heatcheck_settings, heatcheck_gate, he
 def test_sensitivity(
     metric, heatcheck_method, ball_set, heatcheck_provider, heatcheck_settings, heatcheck_gate
 ):
-    require(
-        heatcheck_provider.unavailable(heatcheck_method),
-        heatcheck_gate,
-        "stability",
-        metric,
-        heatcheck_method,
-    )
+    heatcheck_gate.require(heatcheck_provider.unavailable(heatcheck_method), metric)
     _gate(
         metric,
         heatcheck_method,
@@ -137,13 +123,7 @@ def test_sensitivity(
 def test_label_preserving(
     metric, heatcheck_method, perturbed_set, heatcheck_provider, heatcheck_settings, heatcheck_gate
 ):
-    require(
-        heatcheck_provider.unavailable(heatcheck_method),
-        heatcheck_gate,
-        "stability",
-        metric,
-        heatcheck_method,
-    )
+    heatcheck_gate.require(heatcheck_provider.unavailable(heatcheck_method), metric)
     ris = score(perturbed_set, heatcheck_method, "relative_input_stability")
     _gate(
         metric,
@@ -176,13 +156,7 @@ def test_no_small_perturbation_breaks_the_map(
     """Hypothesis looks, within the budget, for a label-preserving perturbation after which
     the map's SSIM to the original falls below the threshold, and shrinks what it finds."""
     metric = "map_ssim_property"
-    require(
-        heatcheck_provider.unavailable(heatcheck_method),
-        heatcheck_gate,
-        "stability",
-        metric,
-        heatcheck_method,
-    )
+    heatcheck_gate.require(heatcheck_provider.unavailable(heatcheck_method), metric)
     threshold = heatcheck_settings.thresholds.get(metric, heatcheck_method)
     examples = heatcheck_settings.profile.hypothesis_examples * (
         10 if heatcheck_settings.stability_search == "deep" else 1

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 
 from heatcheck.checks.decision import Decision
 from heatcheck.metrics.base import Direction
@@ -96,6 +97,14 @@ class Gate:
                 decision.outcome == "inconclusive" and self.settings.fail_inconclusive):
             raise AssertionError(self._message(check))
         return check
+
+    def require(self, reason: str | None, metric: str) -> None:
+        """Skip this test's check of ``metric`` (for its audit and method), recording why, when
+        ``reason`` says it cannot run; a skipped check is never silent."""
+        __tracebackhide__ = True
+        if reason is not None:
+            self.skip(self.audit, metric, self.method, reason)
+            pytest.skip(reason)
 
     def skip(self, audit: str, metric: str, method: str | None, reason: str) -> Check:
         """Record a check that could not run; the caller then skips the test with ``reason``."""

@@ -97,7 +97,7 @@ def replay(item: AuditItem, rootdir: str, values: Mapping[str, Any], store: Resu
     """Call ``item``'s test function with merged ``values``; its outcome lands in ``store`` as
     the plugin records it in a session (a check, a recorded skip, or an error)."""
     function = audit_function(item, rootdir)
-    gate = Gate(store, settings, item.nodeid, [])
+    gate = Gate(store, settings, item.nodeid, [], audit=item.family, method=item.method)
     available = {**values, "heatcheck_gate": gate, "heatcheck_settings": settings,
                  "heatcheck_results": store, **item.params}
     missing = [name for name in inspect.signature(function).parameters if name not in available]

@@ -164,7 +164,7 @@ class ResultStore:
         return "fail" if failed or self.errors or (self.caveats and self.fail_on_caveats) else "pass"
 
     def summary(self) -> Summary:
-        return summary_of([c.to_json() for c in self.checks], len(self.errors))
+        return summary_of([c.status for c in self.checks], len(self.errors))
 
     def to_json(self) -> Results:
         return {

@@ -162,9 +162,8 @@ def _error(entry: Any) -> ErrorRecord:
             "message": str(error.get("message") or "no message recorded")}
 
 
-def summary_of(checks: list[CheckRecord], errors: int, recorded: Any = None) -> Summary:
+def summary_of(statuses: list[Status], errors: int, recorded: Any = None) -> Summary:
     """Checks per status and the error count: the recorded summary where it has a count."""
-    statuses = [c["status"] for c in checks]
     given = mapping(recorded)
 
     def pick(key: str, counted: int) -> int:
@@ -204,7 +203,7 @@ def read_results(raw: Any) -> Results:
     checks = [c for c in (read_check(entry) for entry in sequence(document.get("checks"))) if c is not None]
     errors = [_error(e) for e in sequence(document.get("errors"))]
     not_run = [str(n) for n in sequence(document.get("not_run"))]
-    summary = summary_of(checks, len(errors), document.get("summary"))
+    summary = summary_of([c["status"] for c in checks], len(errors), document.get("summary"))
     verdict = _verdict(document, summary, not_run)
     baseline = document.get("baseline")
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 from test_report import make_results  # tests/unit is on sys.path (rootdir conftest, prepend mode)
 
 from heatcheck import report
@@ -129,3 +130,36 @@ def test_a_skipped_check_claims_no_direction() -> None:
     store = ResultStore()
     Gate(store, Settings(), "t").skip("sanity", "data_randomisation_ssim", "gradcam", "no partner model")
     assert store.checks[0].to_json()["direction"] is None
+
+
+def test_the_gate_records_why_a_check_cannot_run_for_its_own_audit_and_method() -> None:
+    from heatcheck.plugin.gate import Gate
+    from heatcheck.settings import Settings
+
+    store = ResultStore()
+    gate = Gate(store, Settings(), "t", audit="stability", method="gradcam")
+    gate.require(None, "map_ssim")  # nothing in the way: the check goes on
+    assert store.checks == []
+    with pytest.raises(pytest.skip.Exception, match="no conv layer"):
+        gate.require("no conv layer", "map_ssim")
+    check = store.checks[0]
+    assert (check.audit, check.metric, check.method, check.status, check.reason) == (
+        "stability", "map_ssim", "gradcam", "skipped", "no conv layer")
+
+
+def test_a_replayed_audit_gets_a_gate_bound_to_its_audit_and_method(tmp_path) -> None:
+    """`heatcheck merge` calls the audit's own function; its gate knows the test's audit and method."""
+    from heatcheck.plugin.replay import replay
+    from heatcheck.report.partial import AuditItem
+    from heatcheck.settings import Settings
+
+    module = tmp_path / "test_mine.py"
+    module.write_text("def test_mine(metric, heatcheck_gate):\n"
+                      "    heatcheck_gate.check(metric, 0.9, threshold=0.5)\n", encoding="utf-8")
+    item = AuditItem(nodeid="test_mine.py::test_mine[gradcam-x]", path=str(module),
+                     function="test_mine", params={"metric": "x"}, family="mine", metric="x",
+                     method="gradcam")
+    store = ResultStore()
+    replay(item, str(tmp_path), {}, store, Settings())
+    recorded = [(c.audit, c.metric, c.method, c.status) for c in store.checks]
+    assert recorded == [("mine", "x", "gradcam", "passed")]
