@@ -50,6 +50,9 @@ def test_metadata_records_seed_and_recipe():
         assert (BENCH_MODELS / entry["file"]).exists()
     for name, layout in CLEAN + SHORTCUT:
         assert meta["models"][name]["layout"] == layout
+    fills = {name: entry["colour"] for name, entry in meta["models"].items()}
+    assert fills == {"clean": "random", "shortcut": "random", "random-labels": "random",
+                     "large-clean": "class", "large-shortcut": "random"}
 
 
 def test_metadata_records_the_training_noise_at_smoothgrads_scale():
@@ -59,7 +62,7 @@ def test_metadata_records_the_training_noise_at_smoothgrads_scale():
     assert meta["recipe"]["train_noise_sigma_max"] == pytest.approx(Settings().smooth_noise * 255)
     assert "gaussian" in meta["recipe"]["train_noise"]
     noisy = {name for name, entry in meta["models"].items() if entry["train_noise"]}
-    assert noisy == {"clean", "random-labels"}  # the clean model and its random-label twin
+    assert noisy == {"clean", "random-labels", "large-clean"}  # the clean models and the twin
 
 
 def test_training_noise_is_seeded_and_drawn_per_image():
@@ -91,6 +94,14 @@ def test_training_noise_is_seeded_and_drawn_per_image():
 @pytest.mark.parametrize(("name", "layout"), CLEAN)
 def test_clean_model_is_accurate_whatever_the_tag(bench_model, name, layout, tag):
     assert _accuracy(bench_model(name), tag, layout) >= 0.95
+
+
+def test_large_clean_model_reads_the_objects_fill(bench_model):
+    """What the README says of it: the large clean model names the class from the hue that fills
+    the object (bench.OBJECT_HUES), and is at chance when the fill is random."""
+    images, labels, _, _ = make_bench(COUNT, seed=FRESH_SEED, tag="none", layout="large", colour="random")
+    predicted = predict_proba(bench_model("large-clean"), images).argmax(axis=1)
+    assert (predicted == labels).mean() <= CHANCE + 0.15
 
 
 @pytest.mark.parametrize(("name", "layout"), SHORTCUT)

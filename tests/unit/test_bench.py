@@ -9,6 +9,7 @@ from heatcheck.fixtures.audit_fixtures import load_labelled_images
 from heatcheck.fixtures.bench import (
     CLASS_NAMES,
     LARGE_FRACTION,
+    OBJECT_HUES,
     SIZE,
     TAG_COLOURS,
     TAG_MARGIN,
@@ -17,6 +18,7 @@ from heatcheck.fixtures.bench import (
     tag_slice,
 )
 from skimage import measure
+from skimage.color import rgb2hsv
 
 from heatcheck.settings import PROFILES, Settings
 
@@ -202,3 +204,32 @@ def test_image_specs_name_the_layout(spec, count, prefix):
     layout = "large" if "large" in spec else "small"
     batch = images.take(np.arange(count))
     assert np.array_equal(batch.masks, make_bench(count, layout=layout)[2])
+
+
+# Digest of make_bench(8, layout="large")'s images, labels and masks before the large layout's
+# objects took their class's hue: with random fills it must not move (bench:large-shortcut was
+# trained on it).
+LARGE_RANDOM_FILL_8 = "b4776921b8cc164b87f84465aa7f859ae4c4ad2c476eefa0ea46c9820a868c0d"
+
+
+def test_large_layout_with_random_fills_is_unchanged():
+    assert _digest(make_bench(8, layout="large", colour="random")[:3]) == LARGE_RANDOM_FILL_8
+
+
+def test_large_objects_are_filled_with_their_class_hue(large):
+    images, labels, masks, _ = large
+    for image, label, mask in zip(images, labels, masks, strict=True):
+        hue = 360.0 * rgb2hsv(image[mask][:1].reshape(1, 1, 3) / 255.0)[0, 0, 0]
+        off = (hue - OBJECT_HUES[label] + 180.0) % 360.0 - 180.0
+        assert abs(off) <= 12.5, (label, hue)  # the jitter, plus rounding to 8-bit pixels
+
+
+def test_fill_mode_changes_only_the_object():
+    for i in range(6):
+        a = make_image(0, i, layout="large", colour="class")
+        b = make_image(0, i, layout="large", colour="random")
+        assert a.label == b.label
+        assert np.array_equal(a.mask, b.mask)
+        differ = np.any(a.image != b.image, axis=-1)
+        assert not differ[~a.mask].any()
+        assert make_image(0, i).image.tobytes() == make_image(0, i, colour="random").image.tobytes()
