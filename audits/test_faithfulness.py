@@ -62,6 +62,8 @@ def test_causal_metric(
         kind,
         heatcheck_settings.thresholds.get(metric, heatcheck_method),
         draw_seed(heatcheck_settings.seed, metric, heatcheck_method),
+        reach=run.reach(heatcheck_method, kind),
+        baseline=run.baseline,
     )
     heatcheck_gate.decide(
         "faithfulness",
@@ -80,6 +82,7 @@ def test_causal_metric(
             "curve": finite_mean(run.methods[heatcheck_method][kind], axis=0).tolist(),
             "random_curve": finite_mean(run.random[kind].mean(axis=1), axis=0).tolist(),
             "random_auc": float(finite_mean(random_auc)),
+            "reach": float(finite_mean(run.reach(heatcheck_method, kind))),
             "passes_alone": len(heatcheck_images) * heatcheck_provider.passes_per_map(heatcheck_method),
         },
     )

@@ -17,7 +17,7 @@ do not depend on the batch size or on which other images are audited.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -145,6 +145,14 @@ class SetCurves:
         """(N,) the method's area under the curve."""
         return KINDS[kind](self.methods[method][kind], self.fractions)
 
+    def reach(self, method: str, kind: str) -> np.ndarray:
+        """(N,) how far the labelled class's probability moves along the image's curves, the
+        method's and the random orders' together. Every area lies between the lowest and the
+        highest point of its curve (the fractions span [0, 1]), so no order's area differs from
+        another's by more: on images where this is below the margin, no map can pass."""
+        curves = np.concatenate([self.methods[method][kind][:, None], self.random[kind]], axis=1)
+        return np.asarray(curves.max(axis=(1, 2)) - curves.min(axis=(1, 2)))
+
     def random_auc(self, kind: str) -> np.ndarray:
         """(N,) the mean area of the random orders of each image."""
         curves = self.random[kind]
@@ -181,9 +189,28 @@ def set_causal_curves(model: AuditModel, images: ImageSet, maps: Mapping[str, np
 
 
 def gate_faithfulness(scores: np.ndarray, random_scores: np.ndarray, kind: str, margin: float,
-                      seed: list[int]) -> Decision:
+                      seed: list[int], *, reach: np.ndarray | None = None,
+                      baseline: str = "blur") -> Decision:
     """Pass when the method's area beats its own image's random orders by ``margin`` (paired per
     image, bootstrap interval), fail when it confidently does not, inconclusive otherwise:
-    heatcheck.checks.decision.decide with the random order as the control and the chance level."""
-    return decide(scores, {RANDOM: random_scores}, margin=margin, seed=seed,
-                  direction=direction_of(KINDS[kind]), chance=random_scores, weak_control=0.0)
+    heatcheck.checks.decision.decide with the random order as the control and the chance level.
+
+    ``reach`` (SetCurves.reach) bounds what any order can change: when the curves move less than
+    the margin on average, the set cannot tell a faithful map from a random order (the baseline
+    keeps what the model reads, or the model is certain whatever is deleted), and a difference
+    of 1e-7 must not read as a failure of the map. Such a check is inconclusive, with the remedy.
+    """
+    decision = decide(scores, {RANDOM: random_scores}, margin=margin, seed=seed,
+                      direction=direction_of(KINDS[kind]), chance=random_scores, weak_control=0.0)
+    if reach is None or decision.outcome == "passed":
+        return decision
+    moved = np.asarray(reach, np.float64)
+    moved = moved[np.isfinite(moved)]
+    if moved.size == 0 or float(moved.mean()) >= margin:
+        return decision
+    others = " or ".join(b for b in BASELINES if b != baseline)
+    return replace(decision, outcome="inconclusive", reason=(
+        f"{kind} hardly moves the model's output on these images: the labelled class's probability "
+        f"spans {float(moved.mean()):.3g} on average along the curves, less than the margin {margin:g}, "
+        f"so no order can beat another by it; try --hc-faithfulness-baseline {others} (the "
+        f"{baseline} baseline may keep what the model reads)"))

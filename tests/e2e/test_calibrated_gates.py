@@ -47,3 +47,21 @@ def test_the_random_map_fails_stability_and_faithfulness(pytester):
     assert {c["metric"] for c in checks} == {"max_sensitivity", "avg_sensitivity", "map_ssim",
                                              "deletion_auc", "insertion_auc"}
     assert all(c["status"] == "failed" for c in checks), [(c["metric"], c["interval"]) for c in checks]
+
+
+def test_faithfulness_on_curves_that_do_not_move_is_inconclusive_and_names_the_remedy(pytester):
+    """bench:large-clean reads the hue that fills its large objects, and a blurred image keeps
+    that hue: every deletion and insertion curve stays at probability 1.0, whatever the order.
+    Before, all 8 checks 'failed' on differences of 1e-7; the set cannot tell, and says so. With
+    the zeros baseline the curves move and the checks decide."""
+    args = ("--hc-model", "bench:large-clean", "--hc-images", "bench-large:32")
+    code, checks = run(pytester, *args, targets=("audits/test_faithfulness.py",))
+    assert len(checks) == 8
+    assert {c["status"] for c in checks} == {"inconclusive"}, [(c["method"], c["status"]) for c in checks]
+    assert all("--hc-faithfulness-baseline zeros or mean" in c["reason"] for c in checks)
+    assert all(c["details"]["reach"] < 0.05 for c in checks)
+    assert code == 0
+    _, zeros = run(pytester, *args, "--hc-faithfulness-baseline", "zeros",
+                   targets=("audits/test_faithfulness.py",))
+    assert all(c["details"]["reach"] > 0.5 for c in zeros)
+    assert "passed" in {c["status"] for c in zeros}

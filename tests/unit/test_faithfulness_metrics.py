@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from heatcheck.checks.faithfulness import (
+    SetCurves,
     baseline_images,
     causal_curves,
     fractions,
@@ -172,6 +173,36 @@ def test_gate_fails_an_order_no_better_than_random_and_passes_a_clear_win():
     decision = gate_faithfulness(random_auc[:8] - wins, random_auc[:8], "deletion", 0.05, [0])
     assert decision.outcome == "inconclusive"
     assert decision.effect == pytest.approx(0.05)
+
+
+def test_reach_bounds_every_difference_between_orders():
+    """No order's area differs from another's by more than the curves' reach: the reason a check
+    whose curves move less than the margin cannot pass."""
+    rng = np.random.default_rng(7)
+    f = np.linspace(0.0, 1.0, 9)
+    for _ in range(20):
+        curves = SetCurves(f, {"m": {k: rng.uniform(0, 1, (6, 9)) for k in ("deletion", "insertion")}},
+                           {k: rng.uniform(0, 1, (6, 3, 9)) for k in ("deletion", "insertion")}, "blur")
+        for kind in ("deletion", "insertion"):
+            gap = np.abs(curves.auc("m", kind) - curves.random_auc(kind))
+            assert (gap <= curves.reach("m", kind) + 1e-12).all()
+
+
+def test_flat_curves_are_inconclusive_not_failed():
+    """A model that keeps its answer whatever is deleted (the blur baseline keeps what it reads)
+    gives curves that differ by rounding only: the set cannot tell, and says what to try."""
+    rng = np.random.default_rng(5)
+    random_auc = np.full(64, 0.99999)
+    rounding = random_auc + rng.normal(0.0, 1e-7, 64)
+    reach = np.full(64, 3e-6)
+    decision = gate_faithfulness(rounding, random_auc, "deletion", 0.05, [0], reach=reach, baseline="blur")
+    assert decision.outcome == "inconclusive"
+    assert "--hc-faithfulness-baseline zeros or mean" in decision.reason
+    assert "3e-06" in decision.reason
+    # Curves that move: the same scores are judged as before.
+    moving = gate_faithfulness(rounding, random_auc, "deletion", 0.05, [0], reach=np.full(64, 0.8))
+    unbounded = gate_faithfulness(rounding, random_auc, "deletion", 0.05, [0])
+    assert moving.outcome == unbounded.outcome == "failed"
 
 
 def test_finite_mean_ignores_missing_scores_and_never_warns():
