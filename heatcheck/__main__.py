@@ -6,6 +6,8 @@
 - ``heatcheck init [DIR]``: write a ``[tool.heatcheck]`` starter and CI job examples.
 - ``heatcheck merge DIR... -o OUT``: put shards' partial results together.
 - ``heatcheck report [DIR]``: rebuild index.html from results.json and maps.npz.
+- ``heatcheck tolerances RUN...``: the baseline gate's tolerance table, measured on runs of
+  equally good models (heatcheck.checks.tolerances).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     init.add_argument("folder", nargs="?", default=".", type=Path)
     sub.add_parser("merge", help="put shards' partial results together", add_help=False)
     sub.add_parser("report", help="rebuild index.html from results.json", add_help=False)
+    sub.add_parser("tolerances", help="measure baseline tolerances on runs of equally good models",
+                   add_help=False)
     if not args or args[0] in ("-h", "--help"):
         parser.print_help()
         return 0 if args else 2
@@ -38,6 +42,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from heatcheck.report.merge import main as merge_main
 
         return merge_main(rest)
+    if command == "tolerances":
+        from heatcheck.checks.tolerances import main as tolerances_main
+
+        return tolerances_main(rest)
     if command == "report":
         from heatcheck.report import main as report_main
 
