@@ -56,13 +56,14 @@ def test_causal_metric(
     heatcheck_gate.require(heatcheck_provider.unavailable(heatcheck_method), metric)
     run = causal_run
     auc, random_auc = run.auc(heatcheck_method, kind), run.random_auc(kind)
+    reach = run.reach(heatcheck_method, kind)
     decision = gate_faithfulness(
         auc,
         random_auc,
         kind,
         heatcheck_settings.thresholds.get(metric, heatcheck_method),
         draw_seed(heatcheck_settings.seed, metric, heatcheck_method),
-        reach=run.reach(heatcheck_method, kind),
+        reach=reach,
         baseline=run.baseline,
     )
     heatcheck_gate.decide(
@@ -82,7 +83,7 @@ def test_causal_metric(
             "curve": finite_mean(run.methods[heatcheck_method][kind], axis=0).tolist(),
             "random_curve": finite_mean(run.random[kind].mean(axis=1), axis=0).tolist(),
             "random_auc": float(finite_mean(random_auc)),
-            "reach": float(finite_mean(run.reach(heatcheck_method, kind))),
+            "reach": float(finite_mean(reach)),
             "passes_alone": len(heatcheck_images) * heatcheck_provider.passes_per_map(heatcheck_method),
         },
     )

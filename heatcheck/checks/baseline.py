@@ -194,10 +194,13 @@ def _differs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 
 # --------------------------------------------------------------------------- tolerances
+LABEL_AGREEMENT = "label_agreement"  # label consistency's key in the tolerance table
+
+
 def tolerance_key(check: CheckRecord) -> str:
     """The tolerance table's name for a check's metric: label consistency's metric is named
     after k (top_1_agreement), its threshold and tolerance are ``label_agreement``."""
-    return "label_agreement" if check["audit"] == "labels" else check["metric"]
+    return LABEL_AGREEMENT if check["audit"] == "labels" else check["metric"]
 
 
 def tolerance_table_problems(thresholds: Thresholds, tolerances: Thresholds) -> list[str]:

@@ -62,8 +62,11 @@ class LocalisationRun:
         self.shuffled_elsewhere = {}
 
     def controls(self, metric: str, method: str) -> dict[str, np.ndarray]:
-        """Chance-corrected scores of every control, the method's shuffled maps among them."""
-        out = {name: chance_corrected(v, self.chance[metric]) for name, v in self.control_raw[metric].items()}
+        """Chance-corrected scores of every control, the method's shuffled maps among them. A
+        method is never its own control: the edges method against the edge control (the same
+        maps) could not pass whatever it scored, and its audit would prove nothing."""
+        out = {name: chance_corrected(v, self.chance[metric])
+               for name, v in self.control_raw[metric].items() if name != method}
         out["shuffled"] = chance_corrected(self.shuffled_raw[metric][method], self.chance[metric])
         return out
 

@@ -31,12 +31,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from heatcheck.checks.baseline import check_key, compare_check, tolerance_key
+from heatcheck.checks.baseline import LABEL_AGREEMENT, check_key, compare_check, tolerance_key
 from heatcheck.errors import HeatcheckError
 from heatcheck.explain import methods as method_registry
 from heatcheck.report.schema import CheckRecord, Results, load_results
-
-LABELS_KEY = "label_agreement"
 
 
 class ToleranceRunsError(HeatcheckError, ValueError):
@@ -120,9 +118,9 @@ def _rounded_up(value: float) -> float:
 def tolerance_table(measured: dict[tuple[str, str | None], float]) -> str:
     """The TOML table of ``[tool.heatcheck.tolerances]`` for ``measured`` (see the module doc)."""
     lines = ["[tool.heatcheck.tolerances]"]
-    if (LABELS_KEY, None) in measured:
-        value = measured[LABELS_KEY, None]
-        lines.append(f"{LABELS_KEY} = {_rounded_up(value):.2f}   # largest change measured: {value:.3f}")
+    if (LABEL_AGREEMENT, None) in measured:
+        value = measured[LABEL_AGREEMENT, None]
+        lines.append(f"{LABEL_AGREEMENT} = {_rounded_up(value):.2f}   # largest change measured: {value:.3f}")
     metrics = sorted({metric for metric, method in measured if method is not None})
     for metric in metrics:
         by_method = {method: v for (m, method), v in measured.items() if m == metric and method is not None}

@@ -56,8 +56,8 @@ def test_metadata_records_seed_and_recipe():
 
 
 def test_metadata_records_the_training_noise_at_smoothgrads_scale():
-    """The clean model (and its twin) were trained with the noise SmoothGrad adds by default
-    (0.2 × the 0–255 range)."""
+    """The clean models (and the random-label twin) were trained with the noise SmoothGrad adds
+    by default (0.2 × the 0–255 range)."""
     meta = json.loads((BENCH_MODELS / "bench_models.json").read_text())
     assert meta["recipe"]["train_noise_sigma_max"] == pytest.approx(Settings().smooth_noise * 255)
     assert "gaussian" in meta["recipe"]["train_noise"]

@@ -56,6 +56,19 @@ def test_a_map_equal_to_the_mask_is_perfect_and_its_shuffle_is_not() -> None:
         assert abs(run.controls(metric, "oracle")["random"].mean()) < 0.2, metric
 
 
+def test_a_method_is_never_its_own_control() -> None:
+    """The edges method scored against the edge control (the same maps) could never pass: that
+    control is left out of its comparison, and only of its."""
+    images, masks = _set()
+    edge_maps = controls.edges(np.asarray(images.take(np.arange(len(masks))).images))
+    maps = MapSet(images.ids, masks, {"edges": edge_maps, "m": edge_maps}, chunk=5)
+    run = score_localisation(maps, images, ("edges", "m"), seed=0, tolerance=0)
+    for metric in METRICS:
+        np.testing.assert_array_equal(run.raw[metric]["edges"], run.control_raw[metric]["edges"])
+        assert set(run.controls(metric, "edges")) == {"random", "centre", "shuffled"}
+        assert set(run.controls(metric, "m")) == {"random", "centre", "edges", "shuffled"}
+
+
 def test_scores_do_not_depend_on_the_batch_size() -> None:
     a_images, masks = _set(batch=5)
     b_images, _ = _set(batch=12)
